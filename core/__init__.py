@@ -1,0 +1,1 @@
+"""FaceLab's plain-Python library: the face pipeline, datasets, training and the CLI (no Streamlit here)."""
