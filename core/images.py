@@ -127,6 +127,25 @@ def load_image(source: Path | str | bytes) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
+def load_thumbnail(source: Path | str | bytes, max_side: int) -> np.ndarray:
+    """A small EXIF-upright RGB copy (longer side ≤ ``max_side``) for galleries and duplicate hashes.
+
+    JPEGs are decoded at reduced scale (``draft``), so a thumbnail of a 12-megapixel photo costs a
+    fraction of :func:`load_image`; every pixel is still read, so truncated files are caught.
+    """
+    if max_side < 1:
+        raise ValueError("thumbnail size must be at least 1 pixel.")
+    image = _open(_read_bytes(source))
+    try:
+        image.draft(None, (max_side, max_side))
+        image = ImageOps.exif_transpose(image) or image
+        image = _to_rgb(image)
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"the image is damaged or truncated ({exc}).") from exc
+    return np.asarray(image, dtype=np.uint8)
+
+
 def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """Shrink an image so its longer side is at most ``max_side``; returns it and the factor applied.
 

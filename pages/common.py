@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -45,3 +46,48 @@ def progress_callback(bar: Any, label: str) -> Callable[[int, int], None]:
         bar.progress(min(1.0, done / max(total, 1)), text=f"{label} {done}/{total}")
 
     return update
+
+
+SERVER_FOLDER = "Open a folder on the server…"
+
+
+def dataset_picker(label: str = "Dataset", key: str = "dataset") -> Path | None:
+    """Let the user choose a dataset: FaceLab's own, the server's shared ones and, when the server's owner
+    allows it, any folder on the server. Returns its folder, or None while nothing usable is chosen."""
+    from core.config import allow_server_paths
+    from core.dataset import list_datasets
+
+    refs = list_datasets()
+    options = [ref.label for ref in refs] + ([SERVER_FOLDER] if allow_server_paths() else [])
+    if not allow_server_paths():
+        st.caption("Opening other folders on the server is disabled by the server's owner "
+                   "(FACELAB_ALLOW_SERVER_PATHS).")
+    if not options:
+        st.info("No dataset yet: import a zip or build one on the Dataset page.")
+        return None
+    choice = st.selectbox(label, options, key=key)
+    if choice != SERVER_FOLDER:
+        return refs[options.index(choice)].path
+    folder = st.text_input("Folder on the server", key=f"{key}_folder", placeholder="/data/my_faces").strip()
+    if not folder:
+        return None
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        st.error(f"No folder at {folder}.")
+        return None
+    return path.resolve()
+
+
+@st.cache_data(show_spinner="Auditing the dataset…", max_entries=8)
+def _audit_cached(_dataset: Any, root: str, fingerprint: str, with_hashes: bool) -> Any:
+    from core.dataset import audit
+
+    return audit(_dataset, with_hashes=with_hashes)
+
+
+def dataset_audit(path: Path, with_hashes: bool = True) -> Any:
+    """The audit of a dataset folder, recomputed only when its files change (keyed by the fingerprint)."""
+    from core.dataset import fingerprint, scan
+
+    dataset = scan(path)
+    return _audit_cached(dataset, str(dataset.root), fingerprint(dataset), with_hashes)

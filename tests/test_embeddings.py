@@ -1,0 +1,132 @@
+"""The embedding driver and its cache, with a fake detector and backbone (no model needed)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.alignment import AlignedFace
+from core.backbones.base import Backbone
+from core.detection.base import Detector, Face
+from core.embeddings import EmbeddingCache, Pipeline
+from tests.conftest import image_bytes, noise_image
+
+
+class CountingDetector(Detector):
+    """One face covering the left half of any image that is not pure black."""
+
+    name = "counting"
+
+    def __init__(self, **settings: object) -> None:
+        super().__init__(**settings)
+        self.calls = 0
+
+    def _detect(self, image: np.ndarray) -> list[Face]:
+        self.calls += 1
+        if image.max() == 0:
+            return []
+        height, width = image.shape[:2]
+        return [Face((0, 0, width // 2, height), 0.9)]
+
+
+class MeanColourBackbone(Backbone):
+    """Embedding = mean colour of the crop; counts batches to check batching."""
+
+    name = "mean-colour"
+    input_size = 8
+    embedding_dim = 3
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def align(self, image: np.ndarray, face: Face, rotate: bool = True, keep_steps: bool = False) -> AlignedFace:
+        x, y, w, h = face.box
+        crop = np.ascontiguousarray(np.resize(image[y:y + h, x:x + w], (8, 8, 3)))
+        return AlignedFace(crop=crop, aligned=False, angle=0.0, eyes=None)
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        self.batches.append(len(crops))
+        return crops.reshape(len(crops), -1, 3).mean(axis=1).astype(np.float32)
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    return Pipeline(CountingDetector(), MeanColourBackbone(), batch_size=4)
+
+
+def test_embeds_every_photo_in_order_with_errors_reported(pipeline: Pipeline) -> None:
+    sources = [("a.png", image_bytes(noise_image(seed=1))), ("black.png", image_bytes(np.zeros((20, 20, 3), np.uint8))),
+               ("bad.jpg", b"not an image"), ("b.png", image_bytes(noise_image(seed=2)))]
+    results = pipeline.embed(sources)
+    assert [r.name for r in results] == ["a.png", "black.png", "bad.jpg", "b.png"]
+    assert [len(r.faces) for r in results] == [1, 0, 0, 1]
+    assert results[1].ok and results[1].embeddings.shape == (0, 3)
+    assert not results[2].ok and "not an image" in results[2].error
+    assert results[0].embeddings.shape == (1, 3)
+    assert not np.allclose(results[0].embeddings, results[3].embeddings)
+
+
+def test_faces_are_batched_across_photos(pipeline: Pipeline) -> None:
+    sources = [("p%d.png" % i, image_bytes(noise_image(seed=i))) for i in range(10)]
+    pipeline.embed(sources)
+    assert pipeline.backbone.batches == [4, 4, 2]
+
+
+def test_second_pass_hits_cache_and_computes_nothing(pipeline: Pipeline) -> None:
+    sources = [("p%d.png" % i, image_bytes(noise_image(seed=i))) for i in range(5)]
+    first = pipeline.embed(sources)
+    calls = pipeline.detector.calls
+    second = pipeline.embed(sources)
+    assert pipeline.detector.calls == calls
+    assert all(r.cached for r in second)
+    for a, b in zip(first, second):
+        np.testing.assert_allclose(a.embeddings, b.embeddings)
+        assert a.faces == b.faces
+
+
+def test_cache_key_changes_with_alignment_and_settings(pipeline: Pipeline) -> None:
+    unaligned = Pipeline(pipeline.detector, pipeline.backbone, align=False)
+    tuned = Pipeline(CountingDetector(min_size=10), pipeline.backbone)
+    keys = {p.cache_key("abc") for p in (pipeline, unaligned, tuned)}
+    assert len(keys) == 3
+
+
+def test_corrupt_cache_entry_is_recomputed(pipeline: Pipeline) -> None:
+    source = ("p.png", image_bytes(noise_image(seed=3)))
+    pipeline.embed([source])
+    entries = list(EmbeddingCache().root.rglob("*.npz"))
+    assert len(entries) == 1
+    entries[0].write_bytes(b"garbage")
+    result = pipeline.embed([source])[0]
+    assert result.ok and not result.cached and result.embeddings.shape == (1, 3)
+    assert pipeline.embed([source])[0].cached
+
+
+def test_concurrent_writers_leave_valid_entries(pipeline: Pipeline, tmp_path: Path) -> None:
+    sources = [("p%d.png" % i, image_bytes(noise_image(seed=i))) for i in range(6)]
+    cache = EmbeddingCache(tmp_path / "shared-cache")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            Pipeline(CountingDetector(), MeanColourBackbone()).embed(sources, cache=cache)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert not list(cache.root.rglob(".tmp-*"))
+    assert all(r.cached for r in pipeline.embed(sources, cache=cache))
+
+
+def test_progress_reports_every_photo(pipeline: Pipeline) -> None:
+    seen: list[tuple[int, int]] = []
+    pipeline.embed([("p%d.png" % i, image_bytes(noise_image(seed=i))) for i in range(3)], progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
