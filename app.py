@@ -2,15 +2,18 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="FaceLab", page_icon="🙂", layout="wide")
+from pages.common import NAVIGATED
+
+st.set_page_config(page_title="FaceLab", page_icon=":material/face:", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
-        st.Page("pages/train.py", title="Train", icon="🏋️"),
-        st.Page("pages/predict.py", title="Predict", icon="🖼️"),
-        st.Page("pages/verify.py", title="Verify", icon="🔍"),
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/dataset.py", title="Dataset", icon=":material/folder_open:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/photo_library:"),
+        st.Page("pages/verify.py", title="Verify", icon=":material/compare:"),
     ]
 )
+st.session_state[NAVIGATED] = True
 navigation.run()

@@ -13,6 +13,8 @@ from typing import Any
 
 import streamlit as st
 
+NAVIGATED = "_facelab_navigated"  # session_state flag set by app.py once it has built the navigation
+
 
 @st.cache_resource(show_spinner="Loading the face detector…")
 def detector(name: str, **settings: Any) -> Any:
@@ -91,3 +93,21 @@ def dataset_audit(path: Path, with_hashes: bool = True) -> Any:
 
     dataset = scan(path)
     return _audit_cached(dataset, str(dataset.root), fingerprint(dataset), with_hashes)
+
+
+def ensure_app_navigation() -> None:
+    """Route a deep link through app.py's navigation on a freshly started server.
+
+    Streamlit treats a ``pages/`` folder next to the entry script as its legacy multipage
+    layout until some session has run ``st.navigation``; a first visitor arriving on
+    ``/dataset`` would otherwise get a sidebar of raw file names. Clearing that flag and
+    rerunning sends the session through ``app.py``. The rerun happens only for a session
+    that has never been through ``app.py`` (its first run, so no widget input is lost).
+    Call it first on every page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        if NAVIGATED not in st.session_state:
+            st.rerun()

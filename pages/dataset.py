@@ -16,7 +16,9 @@ import streamlit as st
 
 from core import importer
 from core.dataset import Audit, page, page_count, thumbnail
-from pages.common import dataset_audit, dataset_picker, user_errors
+from pages.common import dataset_audit, dataset_picker, ensure_app_navigation, user_errors
+
+ensure_app_navigation()
 
 PER_PAGE = 24
 COLUMNS = 6

@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+from pages.common import ensure_app_navigation
+
+ensure_app_navigation()
+
 st.title("FaceLab")
 st.markdown(
     """

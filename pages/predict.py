@@ -2,5 +2,9 @@
 
 import streamlit as st
 
+from pages.common import ensure_app_navigation
+
+ensure_app_navigation()
+
 st.title("Predict")
 st.info("This page is being built.")
