@@ -1,10 +1,12 @@
 """FaceLab — the Streamlit entry point: page navigation only; each page lives in pages/."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages.common import NAVIGATED
 
-st.set_page_config(page_title="FaceLab", page_icon=":material/face:", layout="wide")
+st.set_page_config(page_title="FaceLab", page_icon=str(Path(__file__).parent / ".streamlit" / "facelab.png"), layout="wide")
 
 navigation = st.navigation(
     [
