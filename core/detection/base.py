@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from core.images import downscale
+from core.images import ImageError, downscale
 
 Point = tuple[float, float]
 
@@ -69,6 +69,16 @@ class Face:
         )
 
 
+def check_rgb(image: np.ndarray) -> None:
+    """Refuse anything but a non-empty (H, W, 3) uint8 array, before a native library crashes on it obscurely."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ImageError(f"expected an RGB uint8 image of shape (height, width, 3), got {dtype} with shape {shape}.")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ImageError(f"the image is empty ({image.shape[1]}×{image.shape[0]} pixels).")
+
+
 def order_eyes(a: Point, b: Point) -> tuple[Point, Point]:
     """Return two eye centres as (image-left, image-right)."""
     return (a, b) if a[0] <= b[0] else (b, a)
@@ -85,6 +95,7 @@ class Detector(ABC):
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in the image, largest first. No face is an empty list, never an error."""
+        check_rgb(image)
         small, factor = downscale(image, self.max_side)
         faces = [face.scaled(factor) for face in self._detect(small)]
         height, width = image.shape[:2]
