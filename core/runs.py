@@ -1,0 +1,323 @@
+"""The run store: every trained recogniser saved as one folder under ``core.config.runs_dir()``.
+
+A run folder ``<runs_dir>/<run_id>/`` holds the head (``head.json`` plus ``model.keras`` or
+``centroids.npz``), ``labels.json``, ``config.json``, ``history.json``, ``metrics.json``,
+optional ``gallery.npz`` extras and, written last, ``run.json``. Saving writes into a private
+``.tmp-…`` folder and renames it into place, so a crash or a second session saving at the same
+moment can never leave a half-written run that looks usable; listing ignores ``.tmp-…`` folders
+and ``cleanup_stale`` removes old ones. A run the user stopped is saved with status "stopped".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.config import limits, runs_dir
+from core.heads import Head, KerasHead
+from core.training import TrainConfig, TrainResult
+
+RUN_FILE = "run.json"
+ACTIVE_FILE = "active.json"
+GALLERY_FILE = "gallery.npz"
+TMP_PREFIX = ".tmp-"
+RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+STATUSES = ("complete", "stopped")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a list of runs shows about one run (read from its ``run.json``)."""
+
+    id: str
+    name: str
+    created: str  # ISO 8601, UTC
+    seconds: float
+    status: str  # "complete" or "stopped"
+    head: str
+    people: int
+    epochs_run: int
+    val_accuracy: float | None
+    test_accuracy: float | None
+    path: Path
+
+
+@dataclass
+class LoadedRun:
+    """A saved run ready to predict with."""
+
+    info: RunInfo
+    head: Head
+    labels: list[str]
+    config: TrainConfig
+    history: dict[str, list[float]]
+    metrics: dict[str, Any]  # {"validation": … or None, "test": … or None}
+    extras: dict[str, np.ndarray]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: readers see the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, default=_json_default)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays that slip into metrics or context become plain JSON."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise ValueError(f"a {type(value).__name__} cannot be saved in a run's JSON files.")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is damaged ({exc}).") from exc
+
+
+def new_run_id() -> str:
+    """Sortable, folder-safe and unique enough for concurrent sessions: UTC timestamp + 6 random hex digits."""
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _run_path(run_id: str) -> Path:
+    """The folder of ``run_id``; rejects anything that is not a run id (no path tricks)."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise ValueError(f"'{run_id}' is not a run id (expected YYYYMMDD-HHMMSS-xxxxxx).")
+    return runs_dir() / run_id
+
+
+def _existing_run(run_id: str) -> Path:
+    path = _run_path(run_id)
+    if not (path / RUN_FILE).is_file():
+        raise FileNotFoundError(f"run {run_id} does not exist (it may have been deleted).")
+    return path
+
+
+def _check_name(name: str) -> str:
+    name = " ".join(str(name).split())
+    if not name:
+        raise ValueError("a run name cannot be empty.")
+    if len(name) > limits().max_name_length:
+        raise ValueError(f"a run name can be at most {limits().max_name_length} characters; got {len(name)}.")
+    return name
+
+
+def _accuracy(metrics: dict[str, Any] | None) -> float | None:
+    return None if not metrics else float(metrics["accuracy"])
+
+
+def _info(path: Path, record: dict[str, Any]) -> RunInfo:
+    return RunInfo(
+        id=path.name, name=str(record["name"]), created=str(record["created"]), seconds=float(record["seconds"]),
+        status=str(record["status"]), head=str(record["head"]), people=int(record["people"]),
+        epochs_run=int(record["epochs_run"]), val_accuracy=record.get("val_accuracy"),
+        test_accuracy=record.get("test_accuracy"), path=path,
+    )
+
+
+def _default_name(config: TrainConfig, stopped: bool) -> str:
+    name = f"{config.head} on {config.dataset or 'embeddings'}"
+    return f"{name} (stopped)" if stopped else name
+
+
+def save_run(result: TrainResult, config: TrainConfig, extras: dict[str, np.ndarray] | None = None,
+             name: str | None = None, test_metrics: dict[str, Any] | None = None) -> RunInfo:
+    """Save a training result as a new run and return its summary.
+
+    ``extras`` (e.g. training embeddings for "nearest training photos" and unknown-face
+    thresholds) go to ``gallery.npz``; ``test_metrics`` (from ``training.evaluate``) beside the
+    validation metrics. The run appears all at once or not at all.
+    """
+    arrays = {key: np.asarray(value) for key, value in (extras or {}).items()}
+    for key, value in arrays.items():
+        if not key.isidentifier():
+            raise ValueError(f"extra '{key}' needs a plain name (letters, digits, underscores).")
+        if value.dtype == object:
+            raise ValueError(f"extra '{key}' must be a numeric or string array, not Python objects.")
+    run_id = new_run_id()
+    created = datetime.now(timezone.utc).isoformat(timespec="microseconds")  # fine enough to order quick saves
+    record = {
+        "id": run_id,
+        "name": _check_name(name) if name is not None else _default_name(config, result.stopped),
+        "created": created,
+        "seconds": round(float(result.seconds), 3),
+        "status": "stopped" if result.stopped else "complete",
+        "head": result.head.kind,
+        "people": len(result.labels),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "val_accuracy": _accuracy(result.metrics),
+        "test_accuracy": _accuracy(test_metrics),
+        "warnings": list(result.warnings),
+    }
+    root = runs_dir()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{run_id}-", dir=root))
+    try:
+        result.head.save(tmp)
+        _write_json(tmp / "labels.json", list(result.labels))
+        _write_json(tmp / "config.json", config.to_dict())
+        _write_json(tmp / "history.json", result.history)
+        _write_json(tmp / "metrics.json", {"validation": result.metrics, "test": test_metrics})
+        if arrays:
+            np.savez(tmp / GALLERY_FILE, **arrays)
+        _write_json(tmp / RUN_FILE, record)  # last: its presence marks a finished folder
+        final = root / run_id
+        if final.exists():
+            raise FileExistsError(f"run {run_id} already exists.")
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _info(final, record)
+
+
+def load_run(run_id: str) -> LoadedRun:
+    """Everything saved for ``run_id``; a clear FileNotFoundError if it was deleted, ValueError if damaged."""
+    path = _existing_run(run_id)
+    try:
+        info = _info(path, _read_json(path / RUN_FILE))
+        labels = [str(label) for label in _read_json(path / "labels.json")]
+        config = TrainConfig.from_dict(_read_json(path / "config.json"))
+        history = _read_json(path / "history.json")
+        metrics = _read_json(path / "metrics.json")
+        head = Head.load(path)
+        extras: dict[str, np.ndarray] = {}
+        if (path / GALLERY_FILE).is_file():
+            with np.load(path / GALLERY_FILE, allow_pickle=False) as data:
+                extras = {key: data[key] for key in data.files}
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"run {run_id} is incomplete or was deleted while loading ({exc}).") from exc
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"run {run_id} is damaged ({exc}).") from exc
+    if len(labels) != head.n_classes:
+        raise ValueError(f"run {run_id} is damaged: {len(labels)} labels for a head of {head.n_classes} classes.")
+    return LoadedRun(info, head, labels, config, history, metrics, extras)
+
+
+def list_runs() -> list[RunInfo]:
+    """Every finished run, newest first; folders that are not runs (temporary, damaged) are left out."""
+    runs = []
+    for path in runs_dir().iterdir():
+        if not RUN_ID.fullmatch(path.name) or not (path / RUN_FILE).is_file():
+            continue
+        try:
+            runs.append(_info(path, _read_json(path / RUN_FILE)))
+        except (ValueError, KeyError, TypeError, FileNotFoundError):
+            continue  # damaged or deleted meanwhile: load_run reports the details if someone asks for it
+    return sorted(runs, key=lambda run: (run.created, run.id), reverse=True)
+
+
+def rename_run(run_id: str, name: str) -> RunInfo:
+    """Give a run a new display name (its folder and id stay)."""
+    path = _existing_run(run_id)
+    record = _read_json(path / RUN_FILE)
+    record["name"] = _check_name(name)
+    _write_json(path / RUN_FILE, record)
+    return _info(path, record)
+
+
+def delete_run(run_id: str) -> None:
+    """Remove a run; it disappears from listings at once, even while its files are being removed."""
+    path = _existing_run(run_id)
+    doomed = runs_dir() / f"{TMP_PREFIX}deleted-{run_id}-{secrets.token_hex(3)}"
+    was_active = active_run() == run_id
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+    if was_active:
+        set_active_run(None)
+
+
+def set_active_run(run_id: str | None) -> None:
+    """Choose the run the Predict page and the CLI use by default (None clears the choice)."""
+    if run_id is not None:
+        _existing_run(run_id)
+    _write_json(runs_dir() / ACTIVE_FILE, {"run_id": run_id})
+
+
+def active_run() -> str | None:
+    """The chosen run's id, or None when none is chosen or it no longer exists."""
+    try:
+        run_id = _read_json(runs_dir() / ACTIVE_FILE).get("run_id")
+        return run_id if run_id and (_run_path(run_id) / RUN_FILE).is_file() else None
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+
+
+def cleanup_stale(max_age_seconds: float = 3600.0) -> int:
+    """Remove ``.tmp-…`` leftovers of crashed saves older than ``max_age_seconds``; returns how many.
+
+    The age limit keeps a save that another session is writing right now safe.
+    """
+    removed = 0
+    cutoff = time.time() - max_age_seconds
+    for path in runs_dir().glob(f"{TMP_PREFIX}*"):
+        try:
+            if path.stat().st_mtime > cutoff:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def export_run_zip(run_id: str) -> bytes:
+    """The whole run folder as zip bytes (entries under ``<run_id>/``), for a download button or the CLI."""
+    path = _existing_run(run_id)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            archive.write(file, f"{run_id}/{file.relative_to(path).as_posix()}")
+    return buffer.getvalue()
+
+
+def export_savedmodel(run_id: str, dest: Path | str) -> Path:
+    """Export a Keras head as a TensorFlow SavedModel folder at ``dest`` (which must not exist yet).
+
+    The model takes raw embeddings (normalisation is inside it) and returns class
+    probabilities in the order of the run's ``labels.json``, which is copied beside it.
+    """
+    dest = Path(dest).expanduser().resolve()
+    if dest.exists():
+        raise FileExistsError(f"{dest} already exists; choose a new folder for the export.")
+    loaded = load_run(run_id)
+    if not isinstance(loaded.head, KerasHead):
+        raise ValueError(f"run {run_id} uses the '{loaded.head.kind}' head, which has no Keras model to export; "
+                         "export the run as a zip instead.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}-", dir=dest.parent))
+    try:
+        loaded.head.model.export(str(tmp), format="tf_saved_model", verbose=False)
+        _write_json(tmp / "labels.json", loaded.labels)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
