@@ -1,0 +1,371 @@
+"""Finding, downloading and checking the pretrained weight files backbones need.
+
+Weight files are hundreds of megabytes fetched from third-party release pages, so
+everything here is defensive: downloads stream into a temporary file that only
+becomes the real file once complete and checked, a file's checksum is pinned on
+first download (``<file>.sha256`` sidecar) and verified on later loads, and a file
+that is not a usable HDF5 weights file is refused with a message naming it, so
+random weights are never presented as a face model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import weights_dir
+
+ENV_VGGFACE = "FACELAB_VGGFACE_WEIGHTS"
+_CHUNK = 1 << 20
+_RCMALLI = "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/"
+
+
+class WeightsError(RuntimeError):
+    """A weight file that is missing, cannot be downloaded or is not what it claims to be."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One known weight file: where it comes from and how to recognise a sane copy."""
+
+    name: str
+    url: str
+    sha256: str | None  # None when no checksum is published; the first download's is pinned in a sidecar
+    size_hint: int  # approximate size in bytes, for messages and progress before the server answers
+    description: str
+    backbone: str
+    min_layers: int  # layers with weights a genuine copy has (quick sanity check before a full load)
+
+
+KNOWN: dict[str, WeightFile] = {
+    f.name: f
+    for f in (
+        WeightFile("rcmalli_vggface_tf_vgg16.h5", _RCMALLI + "rcmalli_vggface_tf_vgg16.h5", None, 580_000_000,
+                   "VGG-Face VGG16 with the 2622-identity top (keras-vggface v2.0, layers by name)", "vggface16", 16),
+        WeightFile("rcmalli_vggface_tf_notop_vgg16.h5", _RCMALLI + "rcmalli_vggface_tf_notop_vgg16.h5", None,
+                   59_000_000, "VGG-Face VGG16 convolutions only (keras-vggface v2.0), for fine-tuning",
+                   "vggface16", 13),
+        WeightFile("vgg_face_weights.h5",
+                   "https://github.com/serengil/deepface_models/releases/download/v1.0/vgg_face_weights.h5", None,
+                   580_000_000, "VGG-Face as in the sefiks/deepface tutorials (Sequential layout, fc as convolutions)",
+                   "vggface16", 16),
+    )
+}
+
+# The files a backbone can run on, preferred first.
+BACKBONE_FILES: dict[str, tuple[str, ...]] = {"vggface16": ("rcmalli_vggface_tf_vgg16.h5", "vgg_face_weights.h5")}
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def known(name: str) -> WeightFile:
+    """The table entry for a weight file (or a backbone's preferred file), or a ValueError listing them."""
+    if name in BACKBONE_FILES:
+        name = BACKBONE_FILES[name][0]
+    if name not in KNOWN:
+        raise ValueError(f"unknown weight file '{name}'; known: {', '.join([*BACKBONE_FILES, *KNOWN])}")
+    return KNOWN[name]
+
+
+def keras_dir() -> Path:
+    """keras-vggface's own cache folder, so weights it already downloaded are reused."""
+    return Path.home() / ".keras" / "models" / "vggface"
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for weight files, in order (after any explicit path)."""
+    return [keras_dir(), weights_dir()]
+
+
+def _explicit(path: str | Path) -> Path:
+    explicit = Path(path).expanduser()
+    if not explicit.is_file():
+        raise WeightsError(f"weights file {explicit} does not exist (check the path or {ENV_VGGFACE}).")
+    return explicit.resolve()
+
+
+def find(name: str, path: str | Path | None = None) -> Path | None:
+    """Where the weight file ``name`` is on this machine, or None.
+
+    Order: ``path`` when given, then ``$FACELAB_VGGFACE_WEIGHTS`` (for the main VGG-Face file), then
+    ``~/.keras/models/vggface/`` and the FaceLab weights folder. An explicit path that does not
+    exist is an error rather than a silent fall-back to another file.
+    """
+    entry = known(name)
+    if path is not None:
+        return _explicit(path)
+    env = os.environ.get(ENV_VGGFACE, "").strip()
+    if env and entry.name == BACKBONE_FILES["vggface16"][0]:
+        return _explicit(env)
+    for folder in search_dirs():
+        candidate = folder / entry.name
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def find_for_backbone(backbone: str) -> Path | None:
+    """The first weight file found that ``backbone`` can run on."""
+    for name in BACKBONE_FILES[backbone]:
+        found = find(name)
+        if found is not None:
+            return found
+    return None
+
+
+def missing_message(backbone: str) -> str:
+    """What to do when a backbone's weights are absent (shown by the UI, the CLI and exceptions)."""
+    names = BACKBONE_FILES[backbone]
+    return (f"VGG-Face weights not found: run `python -m core weights --download {backbone}` or put {names[0]} "
+            f"(or {', '.join(names[1:])}) in {weights_dir()} or {keras_dir()}, or set {ENV_VGGFACE} to its path.")
+
+
+# --- checksums -----------------------------------------------------------------------------------
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_lock = threading.Lock()
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, cached per (path, size, mtime) since weight files are large."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _hash_lock:
+        if key in _hash_cache:
+            return _hash_cache[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    with _hash_lock:
+        _hash_cache[key] = digest.hexdigest()
+    return _hash_cache[key]
+
+
+def sidecar(path: Path) -> Path:
+    """The file holding the checksum pinned for ``path`` at download or install time."""
+    return path.with_name(path.name + ".sha256")
+
+
+def pinned_sha256(path: Path) -> str | None:
+    """The checksum recorded next to ``path``, if any (``sha256sum`` format: hex first)."""
+    try:
+        text = sidecar(path).read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text[0].lower() if text else None
+
+
+def _write_atomic(target: Path, write: Callable[[Any], None], mode: str = "wb",
+                  check: Callable[[Path], None] | None = None) -> None:
+    """Write ``target`` through a temp file in its folder so it is complete or absent, never half written.
+
+    ``check`` sees the finished temp file and may raise to refuse it.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(handle, mode) as out:
+            write(out)
+        if check:
+            check(Path(temp))
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _pin(path: Path, digest: str) -> None:
+    _write_atomic(sidecar(path), lambda out: out.write(f"{digest}  {path.name}\n"), mode="w")
+
+
+def verify(path: Path, name: str | None = None) -> str:
+    """Check ``path`` against the published checksum of ``name`` or its pinned sidecar; returns its sha256."""
+    digest = sha256_of(path)
+    expected = KNOWN[name].sha256 if name in KNOWN else None
+    source = "the published checksum"
+    if expected is None:
+        expected, source = pinned_sha256(path), f"the checksum pinned in {sidecar(path).name}"
+    if expected is not None and digest != expected:
+        raise WeightsError(f"{path}: sha256 {digest[:16]}… does not match {source} ({expected[:16]}…); "
+                           "the file is damaged or was replaced: delete it and download it again.")
+    return digest
+
+
+# --- HDF5 sanity ---------------------------------------------------------------------------------
+
+@contextmanager
+def open_weights_h5(path: Path) -> Iterator[Any]:
+    """Open a Keras-2 style weights file at its layer-holding group, with errors that name the file."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise WeightsError(f"{path.name}: not a readable HDF5 weights file "
+                           f"(truncated or wrong format: {exc}).") from exc
+    try:
+        group = handle
+        if "layer_names" not in group.attrs and "model_weights" in group:
+            group = group["model_weights"]
+        yield group
+    finally:
+        handle.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def layer_weights(group: Any, path: Path) -> dict[str, list[Any]]:
+    """Layer name → its weight datasets in saved order, for layers that have weights, in file order.
+
+    Raises :class:`WeightsError` when the file has no Keras layer table or a listed weight is missing.
+    """
+    if "layer_names" in group.attrs:
+        names = [_text(n) for n in group.attrs["layer_names"]]
+    else:
+        names = list(group.keys())
+    if not names:
+        raise WeightsError(f"{path.name}: HDF5 file holds no Keras layers; it is not a weights file.")
+    layers: dict[str, list[Any]] = {}
+    try:
+        for name in names:
+            weight_names = [_text(w) for w in group[name].attrs.get("weight_names", [])]
+            if weight_names:
+                layers[name] = [group[name][w] for w in weight_names]
+    except (KeyError, OSError) as exc:
+        raise WeightsError(f"{path.name}: damaged layer table ({exc}).") from exc
+    return layers
+
+
+def identify(path: Path) -> str:
+    """Which known file ``path`` is a copy of, judged by its layers (users rename downloads)."""
+    with open_weights_h5(path) as group:
+        layers = layer_weights(group, path)
+    if "conv1_1" in layers:
+        return "rcmalli_vggface_tf_vgg16.h5" if "fc8" in layers else "rcmalli_vggface_tf_notop_vgg16.h5"
+    if len(layers) >= KNOWN["vgg_face_weights.h5"].min_layers:
+        return "vgg_face_weights.h5"
+    raise WeightsError(f"{path.name}: not a VGG-Face weights file FaceLab knows (no conv1_1 layer and only "
+                       f"{len(layers)} layers with weights); pass the file's name explicitly if it is one.")
+
+
+def check_h5(path: Path, name: str) -> None:
+    """Quick check that ``path`` looks like a genuine copy of the weight file ``name`` (HDF5, enough layers)."""
+    entry = known(name)
+    with open_weights_h5(path) as group:
+        count = len(layer_weights(group, path))
+    if count < entry.min_layers:
+        raise WeightsError(f"{path.name}: has {count} layers with weights, {entry.name} has {entry.min_layers}; "
+                           "it is not that weights file.")
+
+
+# --- getting files -------------------------------------------------------------------------------
+
+def _offline_error(entry: WeightFile, url: str, reason: object) -> WeightsError:
+    return WeightsError(f"could not download {entry.name} from {url} ({reason}). Download it by hand and put it in "
+                        f"{weights_dir()}, or install it with `python -m core weights --from PATH`.")
+
+
+def download(name: str, progress: ProgressCallback | None = None, url: str | None = None) -> Path:
+    """Download a known weight file into the weights folder and return its path.
+
+    ``url`` overrides the table (a mirror, or a ``file://`` copy). The file appears only once
+    complete, of the announced length, matching its checksum when one is known, and readable
+    as HDF5 with the expected layers; its sha256 is then pinned in a sidecar.
+    """
+    entry = known(name)
+    source = url or entry.url
+    target = weights_dir() / entry.name
+    digest = hashlib.sha256()
+    done = 0
+
+    def stream(out: Any) -> None:
+        nonlocal done
+        try:
+            response = urllib.request.urlopen(source, timeout=60)  # noqa: S310 - http(s) or file:// by design
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise _offline_error(entry, source, getattr(exc, "reason", exc)) from exc
+        with response:
+            total = int(response.headers.get("Content-Length") or 0) or entry.size_hint
+            try:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                raise WeightsError(f"download of {entry.name} from {source} broke after {done} bytes "
+                                   f"({exc}); nothing was saved, try again.") from exc
+            announced = int(response.headers.get("Content-Length") or 0)
+        if announced and done != announced:
+            raise WeightsError(f"download of {entry.name} stopped at {done} of {announced} bytes; nothing was saved.")
+        if entry.sha256 and digest.hexdigest() != entry.sha256:
+            raise WeightsError(f"downloaded {entry.name} has sha256 {digest.hexdigest()[:16]}…, expected "
+                               f"{entry.sha256[:16]}…; the download was corrupted or the file changed upstream.")
+
+    _write_atomic(target, stream, check=lambda temp: check_h5(temp, entry.name))
+    _pin(target, digest.hexdigest())
+    return target
+
+
+def install_local(path: str | Path, name: str | None = None) -> Path:
+    """Copy a weight file the user already has into the weights folder (atomically), after a sanity check.
+
+    ``name`` defaults to the file's own name when it is a known one, else to what its layers say it is.
+    """
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise WeightsError(f"{source} does not exist or is not a file.")
+    entry = known(name or (source.name if source.name in KNOWN else identify(source)))
+    check_h5(source, entry.name)
+    target = weights_dir() / entry.name
+
+    def copy(out: Any) -> None:
+        with open(source, "rb") as handle:
+            shutil.copyfileobj(handle, out, _CHUNK)
+
+    _write_atomic(target, copy)
+    digest = sha256_of(target)
+    if entry.sha256 and digest != entry.sha256:
+        target.unlink()
+        raise WeightsError(f"{source.name}: sha256 {digest[:16]}… is not the published {entry.sha256[:16]}… "
+                           f"of {entry.name}.")
+    _pin(target, digest)
+    return target
+
+
+def status() -> list[dict[str, Any]]:
+    """One row per known weight file: where it is, its size and checksum (for the CLI and the UI)."""
+    rows = []
+    for entry in KNOWN.values():
+        error = None
+        try:
+            path = find(entry.name)
+        except WeightsError as exc:
+            path, error = None, str(exc)
+        rows.append({
+            "name": entry.name,
+            "backbone": entry.backbone,
+            "description": entry.description,
+            "url": entry.url,
+            "path": str(path) if path else None,
+            "size": path.stat().st_size if path else None,
+            "sha256": sha256_of(path) if path else None,
+            "pinned_sha256": (entry.sha256 or pinned_sha256(path)) if path else entry.sha256,
+            "error": error,
+        })
+    return rows
