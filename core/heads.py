@@ -130,6 +130,10 @@ class Head(ABC):
             return CentroidHead._load_weights(directory, input_dim, n_classes)
         if kind in KerasHead.BUILDERS:
             return KerasHead._load_weights(directory, kind, input_dim, n_classes)
+        if kind == "finetune":
+            from core.finetune import FinetunedHead  # imports Keras and VGG16: only for fine-tuned runs
+
+            return FinetunedHead._load_weights(directory, input_dim, n_classes)
         raise ValueError(f"{directory}: unknown head kind '{kind}'.")
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -140,7 +140,8 @@ def _info(path: Path, record: dict[str, Any]) -> RunInfo:
 
 
 def _default_name(config: TrainConfig, stopped: bool) -> str:
-    name = f"{config.head} on {config.dataset or 'embeddings'}"
+    what = "fine-tuned VGGFace16" if config.mode == "finetune" else f"{config.head} on {config.backbone or 'embeddings'}"
+    name = f"{what} · {Path(config.dataset).name}" if config.dataset else what
     return f"{name} (stopped)" if stopped else name
 
 

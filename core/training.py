@@ -1,8 +1,9 @@
 """Training a recogniser from embeddings: one code path shared by the CLI and the Train page.
 
 Input is plain arrays (embeddings and person names per split), so training does not depend
-on how the embeddings were made. ``mode`` leaves room for end-to-end fine-tuning of the
-backbone, which is not implemented here: only ``mode="head"`` trains.
+on how the embeddings were made. End-to-end fine-tuning (``mode="finetune"``) lives in
+``core.finetune`` and reuses this module's monitor, callbacks and metrics;
+``train_on_dataset`` runs either mode from a dataset folder for the CLI and the Train page.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,12 @@ class TrainConfig:
     seed: int = 0
     class_weighting: str = "balanced"  # "balanced": every person counts equally however many photos they have
     early_stopping_patience: int = 10  # epochs without a better monitored loss before stopping; 0 disables
-    mode: str = "head"  # "head": train a head on fixed embeddings; "finetune": reserved for backbone fine-tuning
+    mode: str = "head"  # "head": a head on fixed embeddings; "finetune": VGGFace16 end to end on crops
+    # Fine-tuning only (see core.finetune): epochs with the pretrained network frozen, how many conv
+    # blocks to unfreeze from the top afterwards, and whether to augment the crops.
+    warmup_epochs: int = 2
+    finetune_blocks: int = 1
+    augment: bool = True
     # Context filled by the caller, stored for provenance and cache checks; not used by training itself.
     dataset: str = ""
     dataset_fingerprint: str = ""
@@ -59,6 +66,9 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be positive; got {self.learning_rate}.")
         if self.early_stopping_patience < 0:
             raise ValueError(f"early_stopping_patience cannot be negative; got {self.early_stopping_patience}.")
+        if self.warmup_epochs < 0 or not 0 <= self.finetune_blocks <= 5:
+            raise ValueError(f"warmup_epochs must be ≥ 0 and finetune_blocks between 0 and 5; got "
+                             f"{self.warmup_epochs} and {self.finetune_blocks}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -263,7 +273,7 @@ def train_head(config: TrainConfig, X_train: Any, y_train: Sequence[str], X_val:
     """
     config.validate()
     if config.mode != "head":
-        raise ValueError(f"mode '{config.mode}' is not available yet; only mode='head' trains.")
+        raise ValueError(f"train_head trains heads on embeddings; mode '{config.mode}' goes through train_on_dataset.")
     X_train, names = _check_split(X_train, y_train, "train")
     if not len(X_train):
         raise ValueError("the train split is empty: no embeddings to learn from.")
@@ -307,3 +317,66 @@ def train_head(config: TrainConfig, X_train: Any, y_train: Sequence[str], X_val:
     return TrainResult(head=head, labels=labels, history=monitor.history, metrics=metrics, seconds=seconds,
                        epochs_run=len(monitor.history["loss"]), stopped=monitor.stopped,
                        best_epoch=monitor.best_epoch, warnings=warnings)
+
+
+def _largest_crops(root: Path, paths: Sequence[str], pipeline: Any) -> np.ndarray:
+    """Aligned crops of each photo's largest face (fine-tuning learns from pixels, not embeddings)."""
+    from core.images import load_image
+
+    crops = [pipeline.faces(load_image(root / path))[0][1].crop for path in paths]
+    size = pipeline.backbone.input_size
+    return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+
+
+def train_on_dataset(root: Path | str, pipeline: Any, config: TrainConfig, *, progress: Callable[[int, int], None] | None = None,
+                     on_epoch: EpochCallback | None = None, should_stop: StopCheck | None = None,
+                     name: str | None = None) -> tuple[Any, TrainResult, dict[str, Any]]:
+    """Embed (or crop) a dataset, train in the configured mode, evaluate on test, save a run.
+
+    Returns (RunInfo, TrainResult, report); the report lists photos skipped per split (no face,
+    unreadable) and those whose largest face was used among several — nothing is dropped silently.
+    """
+    from core.dataset import fingerprint, scan
+    from core.embeddings import embed_dataset
+    from core.prediction import calibrate_max_distance
+    from core.runs import save_run
+
+    config.validate()
+    dataset = scan(root)
+    config.dataset, config.dataset_fingerprint = str(dataset.root), fingerprint(dataset)
+    config.detector, config.align = pipeline.detector.name, pipeline.align
+    config.backbone, config.weights_id = pipeline.backbone.name, pipeline.backbone.weights_id
+    if config.mode == "finetune" and not pipeline.backbone.fine_tunable:
+        raise ValueError(f"the {pipeline.backbone.name} backbone cannot be fine-tuned; use mode 'head'.")
+    splits = embed_dataset(dataset.root, pipeline, progress=progress)
+    train = splits.get("train")
+    if train is None or not train.paths:
+        raise ValueError("the train split has no photo with a face: nothing to learn from.")
+    val, test = splits.get("validation"), splits.get("test")
+    report = {name_: {"photos": s.photos, "used": len(s.paths), "no_face": s.no_face, "errors": s.errors,
+                      "many_faces": s.many_faces} for name_, s in splits.items()}
+    if config.mode == "finetune":
+        from core.finetune import train_finetune
+
+        size = pipeline.backbone.input_size
+        crops_val = _largest_crops(dataset.root, val.paths, pipeline) if val else np.zeros((0, size, size, 3), np.uint8)
+        result = train_finetune(config, _largest_crops(dataset.root, train.paths, pipeline), train.labels, crops_val,
+                                val.labels if val else [], pipeline.backbone.model, on_epoch=on_epoch,
+                                should_stop=should_stop)
+    else:
+        result = train_head(config, train.embeddings, train.labels, val.embeddings if val else None,
+                            val.labels if val else None, on_epoch=on_epoch, should_stop=should_stop)
+    test_metrics = None
+    if test is not None and test.paths and all(label is not None for label in test.labels):
+        inputs = _largest_crops(dataset.root, test.paths, pipeline) if config.mode == "finetune" else test.embeddings
+        codes = encode_labels(test.labels, result.labels)
+        known = codes >= 0
+        if known.any():
+            test_metrics = classification_metrics(codes[known], result.head.predict(inputs[known]), result.labels)
+            test_metrics["no_face"] = len(test.no_face)
+    max_distance = calibrate_max_distance(train.embeddings, train.labels, val.embeddings, val.labels) if val else None
+    extras = {"train_embeddings": train.embeddings, "train_labels": np.array(train.labels, dtype=str),
+              "train_paths": np.array(train.paths, dtype=str),
+              "unknown_max_distance": np.float32(np.nan if max_distance is None else max_distance)}
+    info = save_run(result, config, extras, name=name, test_metrics=test_metrics)
+    return info, result, report

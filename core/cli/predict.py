@@ -1,0 +1,66 @@
+"""``python -m core predict RUN PHOTOS``: name every face in a dataset's test split or a folder of photos."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from core.cli._pipeline import progress_printer
+
+HELP = "name every face in the test split of a dataset (or a folder of photos) with a trained run"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run id (see the Train page or core/runs), or 'active'")
+    parser.add_argument("photos", help="a dataset folder (its test/ split is used) or a folder of photos")
+    parser.add_argument("--out", default=None, help="write annotated copies of the photos into this folder")
+    parser.add_argument("--min-confidence", type=float, default=None, help="reject faces below this probability")
+    parser.add_argument("--max-distance", type=float, default=None,
+                        help="reject faces farther than this cosine distance from the person's training faces")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from core.images import encode_jpeg, load_image
+    from core.prediction import (UnknownRule, accuracy, confusion_table, photo_sources, predictor_for_run)
+    from core.runs import active_run
+
+    run_id = active_run() if args.run == "active" else args.run
+    if not run_id:
+        raise ValueError("no active run; train one first or name a run id.")
+    predictor = predictor_for_run(run_id)
+    if args.min_confidence is not None or args.max_distance is not None:
+        base = predictor.rule
+        predictor.rule = UnknownRule(
+            base.min_confidence if args.min_confidence is None else args.min_confidence,
+            base.max_distance if args.max_distance is None else args.max_distance)
+    paths, truths = photo_sources(args.photos)
+    photos = predictor.predict(paths, truths, progress=progress_printer("predicting"))
+    if args.out:
+        out_dir = Path(args.out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path, photo in zip(paths, photos):
+            if photo.error is None:
+                annotated = predictor.annotate(load_image(path), photo)
+                target = out_dir / f"{path.parent.name}__{path.stem}.jpg"
+                target.write_bytes(encode_jpeg(annotated))
+    acc = accuracy(photos)
+    result: dict[str, Any] = {
+        "run": run_id, "images": [p.to_dict() for p in photos], "accuracy": acc,
+        "faces": sum(len(p.faces) for p in photos),
+        "unknown_faces": sum(f.unknown for p in photos for f in p.faces),
+        "rule": {"min_confidence": predictor.rule.min_confidence, "max_distance": predictor.rule.max_distance},
+    }
+    lines = [f"{len(photos)} photos, {result['faces']} faces, {result['unknown_faces']} unknown"]
+    for photo in photos:
+        mark = {True: "ok ", False: "BAD", None: "   "}[photo.correct]
+        faces = ", ".join(f"{f.label} {f.confidence:.0%}" for f in photo.faces) or (photo.error or "no face")
+        lines.append(f"  {mark} {photo.name}: {faces}")
+    if acc is not None:
+        rows, table = confusion_table(photos, predictor.run.labels)
+        result["confusion"] = {"rows": rows, "columns": [*predictor.run.labels, "unknown", "no face"], "counts": table}
+        lines.append(f"accuracy {acc:.1%} over labelled photos")
+        lines.append("confusion (rows: true; columns: " + ", ".join(result["confusion"]["columns"]) + ")")
+        lines += [f"  {row:<20} " + " ".join(f"{n:>3}" for n in counts) for row, counts in zip(rows, table)]
+    result["text"] = "\n".join(lines)
+    return result

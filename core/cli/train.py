@@ -1,0 +1,67 @@
+"""``python -m core train DATASET``: train a recogniser and save it as a run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core.cli import log
+from core.cli._pipeline import add_pipeline_arguments, build_pipeline, progress_printer
+
+HELP = "train a face recogniser on a dataset (head on embeddings, or VGGFace16 fine-tuning) and save a run"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from core.heads import HEAD_KINDS
+    from core.training import TrainConfig
+
+    defaults = TrainConfig()
+    parser.add_argument("dataset", help="dataset folder (train/, validation/, test/)")
+    add_pipeline_arguments(parser)
+    parser.add_argument("--mode", choices=("head", "finetune"), default="head",
+                        help="head: classifier on cached embeddings (fast); finetune: VGGFace16 end to end")
+    parser.add_argument("--head", choices=list(HEAD_KINDS), default=defaults.head)
+    parser.add_argument("--epochs", type=int, default=None, help=f"default {defaults.epochs} (head), 10 (finetune)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--finetune-blocks", type=int, default=defaults.finetune_blocks,
+                        help="VGG16 conv blocks unfrozen from the top when fine-tuning")
+    parser.add_argument("--name", default=None, help="a name for the saved run")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from core.training import TrainConfig, train_on_dataset
+
+    finetune = args.mode == "finetune"
+    config = TrainConfig(head=args.head, mode=args.mode, seed=args.seed, learning_rate=args.learning_rate,
+                         epochs=args.epochs or (10 if finetune else TrainConfig.epochs),
+                         batch_size=args.batch_size or (16 if finetune else TrainConfig.batch_size),
+                         finetune_blocks=args.finetune_blocks)
+    pipeline = build_pipeline(args)
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        log(f"epoch {epoch + 1}/{config.epochs}: " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+
+    info, result, report = train_on_dataset(args.dataset, pipeline, config, progress=progress_printer("embedding"),
+                                            on_epoch=on_epoch, name=args.name)
+    out: dict[str, Any] = {
+        "run": info.id, "name": info.name, "mode": config.mode, "head": config.head,
+        "detector": config.detector, "backbone": config.backbone, "align": config.align,
+        "people": result.labels, "val_accuracy": info.val_accuracy, "test_accuracy": info.test_accuracy,
+        "epochs": result.epochs_run, "best_epoch": result.best_epoch + 1, "seconds": round(result.seconds, 2),
+        "stopped": result.stopped, "skipped": report, "warnings": result.warnings,
+    }
+    pct = lambda v: "n/a" if v is None else f"{v:.1%}"  # noqa: E731
+    lines = [f"saved run {info.id} ({info.name})",
+             f"  {len(result.labels)} people, {result.epochs_run} epochs in {result.seconds:.1f} s "
+             f"(best epoch {result.best_epoch + 1})",
+             f"  validation accuracy {pct(info.val_accuracy)}, test accuracy {pct(info.test_accuracy)}"]
+    for split, entry in report.items():
+        for photo in entry["no_face"]:
+            lines.append(f"  skipped (no face, {split}): {photo}")
+        for photo, error in entry["errors"].items():
+            lines.append(f"  skipped (unreadable, {split}): {photo}: {error}")
+    lines += [f"  note: {w}" for w in result.warnings]
+    out["text"] = "\n".join(lines)
+    return out

@@ -1,0 +1,238 @@
+"""Stage 4 (classify) — name every face in new photos with a trained run, and reject strangers.
+
+A face is **unknown** when the head's best probability is below ``min_confidence`` or when
+its embedding is farther than ``max_distance`` (cosine) from every training face of the
+person the head picked. A softmax always names *someone*, so the distance test is what
+catches a classmate in the background who was never in the dataset. ``max_distance`` is
+calibrated on the validation split at training time: the equal-error point between
+"nearest training face of the right person" and "nearest training face of another person".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.drawing import KNOWN, UNKNOWN, Label, draw_labels
+from core.embeddings import Pipeline, Progress, Source
+from core.images import load_image
+from core.verification import pairwise_distances
+
+UNKNOWN_LABEL = "unknown"
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+
+@dataclass(frozen=True)
+class UnknownRule:
+    """When a face is rejected as nobody the run knows."""
+
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    max_distance: float | None = None  # cosine distance to the predicted person's nearest training face
+
+    def rejects(self, confidence: float, distance: float | None) -> bool:
+        if confidence < self.min_confidence:
+            return True
+        return self.max_distance is not None and distance is not None and distance > self.max_distance
+
+
+def nearest_by_person(queries: np.ndarray, gallery: np.ndarray, gallery_labels: Sequence[str],
+                      people: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the cosine distance to each person's nearest gallery face, and that face's index."""
+    distances = pairwise_distances(queries, gallery, "cosine") if len(gallery) else np.zeros((len(queries), 0))
+    labels = np.asarray(gallery_labels)
+    best = np.full((len(queries), len(people)), np.inf)
+    where = np.full((len(queries), len(people)), -1, dtype=np.int64)
+    for column, person in enumerate(people):
+        mine = np.flatnonzero(labels == person)
+        if len(mine):
+            pick = distances[:, mine].argmin(axis=1)
+            best[:, column] = distances[np.arange(len(queries)), mine[pick]]
+            where[:, column] = mine[pick]
+    return best, where
+
+
+def calibrate_max_distance(train: np.ndarray, train_labels: Sequence[str], val: np.ndarray,
+                           val_labels: Sequence[str]) -> float | None:
+    """Cosine threshold at the equal-error point of right-person vs other-person nearest distances.
+
+    None when the validation split cannot tell (no validation faces, or one person only).
+    """
+    from core.calibration import eer
+
+    people = sorted(set(train_labels))
+    known = [i for i, name in enumerate(val_labels) if name in people]
+    if len(people) < 2 or not known:
+        return None
+    best, _ = nearest_by_person(val[known], train, train_labels, people)
+    own = np.array([people.index(val_labels[i]) for i in known])
+    genuine = best[np.arange(len(known)), own]
+    others = best.copy()
+    others[np.arange(len(known)), own] = np.inf
+    impostor = others.min(axis=1)
+    return float(eer(genuine, impostor)[1])
+
+
+@dataclass
+class FacePrediction:
+    """One face in a photo: where, who (or unknown), how sure, and its nearest training face."""
+
+    box: tuple[int, int, int, int]
+    label: str
+    confidence: float
+    top3: list[tuple[str, float]]
+    distance: float | None
+    nearest: int  # index into the run's training gallery, -1 when none
+    detector_score: float
+
+    @property
+    def unknown(self) -> bool:
+        return self.label == UNKNOWN_LABEL
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
+                "top3": [[name, round(p, 4)] for name, p in self.top3],
+                "distance": None if self.distance is None else round(self.distance, 4),
+                "detector_score": round(self.detector_score, 4)}
+
+
+@dataclass
+class PhotoPrediction:
+    """Every face of one photo; ``truth`` is the person folder's name when the photo is labelled."""
+
+    name: str
+    truth: str | None = None
+    faces: list[FacePrediction] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def predicted(self) -> str | None:
+        """The photo's answer: the label of its largest face (faces are sorted largest first)."""
+        return self.faces[0].label if self.faces else None
+
+    @property
+    def correct(self) -> bool | None:
+        """Whether the largest face was named right; None for unlabelled or unusable photos."""
+        if self.truth is None or self.error is not None:
+            return None
+        return self.predicted == self.truth
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "truth": self.truth, "predicted": self.predicted, "correct": self.correct,
+                "error": self.error, "faces": [f.to_dict() for f in self.faces]}
+
+
+class Predictor:
+    """A loaded run plus the pipeline it was trained with."""
+
+    def __init__(self, run: Any, pipeline: Pipeline, rule: UnknownRule | None = None) -> None:
+        self.run = run
+        self.pipeline = pipeline
+        extras = run.extras
+        self.gallery = np.asarray(extras.get("train_embeddings", np.zeros((0, pipeline.backbone.embedding_dim))), np.float32)
+        self.gallery_labels = [str(x) for x in extras.get("train_labels", [])]
+        self.gallery_paths = [str(x) for x in extras.get("train_paths", [])]
+        calibrated = extras.get("unknown_max_distance")
+        default_distance = float(calibrated) if calibrated is not None and np.isfinite(calibrated) else None
+        self.rule = rule or UnknownRule(max_distance=default_distance)
+        self.finetuned = run.head.kind == "finetune"
+
+    def _classify(self, embeddings: np.ndarray, crops: np.ndarray | None) -> np.ndarray:
+        return self.run.head.predict_proba(crops if self.finetuned else embeddings)
+
+    def _faces(self, result: Any, probabilities: np.ndarray) -> list[FacePrediction]:
+        labels = self.run.labels
+        best, where = nearest_by_person(result.embeddings, self.gallery, self.gallery_labels, labels)
+        faces = []
+        for i, face in enumerate(result.faces):
+            order = np.argsort(-probabilities[i])
+            top = int(order[0])
+            distance = float(best[i, top]) if np.isfinite(best[i, top]) else None
+            confidence = float(probabilities[i, top])
+            label = UNKNOWN_LABEL if self.rule.rejects(confidence, distance) else labels[top]
+            faces.append(FacePrediction(face.box, label, confidence,
+                                        [(labels[j], float(probabilities[i, j])) for j in order[:3]],
+                                        distance, int(where[i, top]), face.score))
+        return faces
+
+    def predict(self, sources: Sequence[Source], truths: Sequence[str | None] | None = None,
+                progress: Progress | None = None) -> list[PhotoPrediction]:
+        """Predict every face of every photo; an unusable photo gets ``error`` and the rest go on."""
+        results = self.pipeline.embed(sources, progress=progress)
+        photos = []
+        for index, result in enumerate(results):
+            photo = PhotoPrediction(result.name, truths[index] if truths else None, error=result.error)
+            if result.ok and result.faces:
+                crops = None
+                if self.finetuned:
+                    crops = np.stack([aligned.crop for _, aligned in self.pipeline.faces(_load(sources[index]))])
+                photo.faces = self._faces(result, self._classify(result.embeddings, crops))
+            photos.append(photo)
+        return photos
+
+    def annotate(self, image: np.ndarray, photo: PhotoPrediction) -> np.ndarray:
+        """The photo with each face boxed and named (unknown faces in red)."""
+        return draw_labels(image, [
+            Label(f.box, f"{f.label} {f.confidence:.0%}" if not f.unknown else UNKNOWN_LABEL,
+                  UNKNOWN if f.unknown else KNOWN) for f in photo.faces
+        ])
+
+
+def _load(source: Source) -> np.ndarray:
+    return load_image(source[1] if isinstance(source, tuple) else source)
+
+
+def accuracy(photos: Sequence[PhotoPrediction]) -> float | None:
+    """Share of labelled photos whose largest face was named right; None when none is labelled."""
+    judged = [p.correct for p in photos if p.correct is not None]
+    return sum(judged) / len(judged) if judged else None
+
+
+def predictor_for_run(run_id: str, rule: UnknownRule | None = None) -> Predictor:
+    """Load a saved run with the same detector, alignment and backbone it was trained with."""
+    from core.backbones import BACKBONES
+    from core.detection import DETECTORS
+    from core.runs import load_run
+
+    run = load_run(run_id)
+    config = run.config
+    backbone = BACKBONES.get(config.backbone)
+    if config.weights_id and backbone.weights_id != config.weights_id:
+        raise ValueError(f"run {run_id} was trained with {config.backbone} weights {config.weights_id}, but this "
+                         f"machine has {backbone.weights_id}; its predictions would be meaningless.")
+    pipeline = Pipeline(DETECTORS.get(config.detector), backbone, align=config.align)
+    return Predictor(run, pipeline, rule)
+
+
+def photo_sources(path: Path | str) -> tuple[list[Path], list[str | None]]:
+    """Photos to predict: a dataset's labelled test split, or every image in a plain folder (unlabelled)."""
+    from core.dataset import scan
+    from core.images import is_image_name
+
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"folder not found: {root}")
+    if (root / "test").is_dir():
+        records = [r for r in scan(root).images if r.split == "test"]
+        return [r.path for r in records], [r.person for r in records]
+    photos = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
+    if not photos:
+        raise ValueError(f"no photos found in {root}")
+    return photos, [None] * len(photos)
+
+
+def confusion_table(photos: Sequence[PhotoPrediction], labels: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """Rows: true person; columns: predicted person, then unknown and no face. Labelled photos only."""
+    columns = [*labels, UNKNOWN_LABEL, "no face"]
+    rows = sorted({p.truth for p in photos if p.truth is not None})
+    table = [[0] * len(columns) for _ in rows]
+    for photo in photos:
+        if photo.truth is None or photo.error is not None:
+            continue
+        predicted = photo.predicted or "no face"
+        if predicted in columns:
+            table[rows.index(photo.truth)][columns.index(predicted)] += 1
+    return rows, table
