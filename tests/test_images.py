@@ -1,0 +1,107 @@
+"""Safe decoding of every kind of photo a user can hand FaceLab, good or hostile."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from core.images import ImageError, downscale, load_image, load_thumbnail, read_info
+from tests.conftest import image_bytes, noise_image
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16", "1", "LA"])
+def test_every_mode_becomes_rgb_uint8(mode: str) -> None:
+    image = Image.fromarray(noise_image(32, 24, seed=1)).convert(mode if mode != "I;16" else "L")
+    if mode == "I;16":
+        image = Image.fromarray((np.arange(32 * 24, dtype=np.uint16).reshape(32, 24) * 80))
+    fmt = "TIFF" if mode in {"CMYK", "I;16"} else "PNG"
+    array = load_image(encode(image, fmt))
+    assert array.shape == (32, 24, 3) and array.dtype == np.uint8
+
+
+def test_sixteen_bit_range_is_rescaled_not_clipped() -> None:
+    ramp = (np.arange(100, dtype=np.uint16).reshape(10, 10) * 600)
+    array = load_image(encode(Image.fromarray(ramp), "PNG"))
+    assert array.min() == 0 and array.max() == 255
+
+
+def test_transparent_pixels_become_white() -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    assert (load_image(encode(Image.fromarray(rgba, "RGBA"), "PNG")) == 255).all()
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.fromarray(noise_image(20, 40, seed=2))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    data = encode(image, "JPEG", exif=exif)
+    assert read_info(data).exif_orientation == 6
+    assert load_image(data).shape == (40, 20, 3)
+
+
+def test_animated_gif_gives_its_first_frame() -> None:
+    frames = [Image.fromarray(noise_image(16, 16, seed=s)).convert("P") for s in range(3)]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert load_image(data).shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"%PDF-1.4\n1 0 obj << >> endobj\n", "not an image"),
+    (b"hello, I am a text file named photo.jpg", "not an image"),
+])
+def test_non_images_get_clear_messages(data: bytes, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        load_image(data)
+
+
+def test_truncated_jpeg_is_reported() -> None:
+    data = image_bytes(noise_image(200, 200, seed=3), "JPEG")
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        load_image(data[: len(data) // 2])
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    bomb = encode(Image.new("1", (20_000, 20_000)), "PNG")
+    assert len(bomb) < 1_000_000
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_image(bomb)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_thumbnail(bomb, 64)
+
+
+def test_file_size_limit(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("FACELAB_MAX_IMAGE_BYTES", "1000")
+    path = tmp_path / "big.png"
+    path.write_bytes(image_bytes(noise_image(100, 100, seed=4)))
+    with pytest.raises(ImageError, match="limit"):
+        load_image(path)
+
+
+def test_downscale_maps_back() -> None:
+    small, factor = downscale(np.zeros((3000, 4000, 3), np.uint8), 1000)
+    assert small.shape == (750, 1000, 3) and factor == 0.25
+    same, factor = downscale(np.zeros((10, 10, 3), np.uint8), 1000)
+    assert same.shape == (10, 10, 3) and factor == 1.0
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(min_size=0, max_size=2048), st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM"]))
+def test_decoder_never_fails_with_anything_but_image_error(noise: bytes, magic: bytes) -> None:
+    """Random bytes behind real magic numbers: either a valid image or an ImageError, nothing else."""
+    try:
+        array = load_image(magic + noise)
+    except ImageError:
+        return
+    assert array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8
