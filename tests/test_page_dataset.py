@@ -72,7 +72,20 @@ def test_audit_of_a_picked_dataset(shared_root: Path) -> None:
     assert stacked["layout"]["barmode"] == "stack"
     problems = at.dataframe[1].value  # formats table first, then problems
     assert {"missing_from_split", "too_few_train"} <= set(problems["kind"])
-    assert any("face pipeline" in c.value for c in at.caption)
+    assert any("Count them with a detector" in c.value for c in at.caption)
+
+
+def test_faces_per_photo_with_a_detector(shared_root: Path) -> None:
+    at = page_app()
+    at.selectbox(key="ds_face_detector").select("haar").run()
+    at.button(key="ds_count_faces").click().run(timeout=120)
+    assert not at.exception and not at.error
+    chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert "Faces found per photo (haar)" in chart["layout"]["title"]["text"]
+    counted = sum(sum(values(trace["y"])) for trace in chart["data"])
+    assert counted == 7  # every photo of the synthetic dataset (random noise: no faces expected)
+    listed = at.dataframe[-1].value
+    assert set(listed.columns) == {"split", "person", "photo", "faces"} and len(listed) == 7
     assert any("disabled by the server" in c.value for c in at.caption)
     assert at.selectbox(key="ds_gallery_split").options == ["train", "validation", "test"]
     assert len(at.get("image")) == 3  # the gallery opens on train/amy

@@ -4,6 +4,9 @@ To add a detector, drop a module here that subclasses :class:`Detector` and call
 ``DETECTORS.register(Entry(...))``.
 """
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
 from core.detection.base import Detector, Face
 from core.registry import Registry
 
@@ -11,4 +14,23 @@ DETECTORS: Registry[Detector] = Registry(kind="detector", package="core.detectio
 
 DEFAULT_DETECTOR = "mtcnn"
 
-__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "Detector", "Face"]
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "Detector", "Face", "count_faces"]
+
+
+def count_faces(paths: Sequence[Path | str], detector: Detector,
+                progress: Callable[[int, int], None] | None = None) -> list[int | None]:
+    """How many faces the detector finds in each photo; None for a photo that cannot be read.
+
+    The dataset audit's "faces per photo" (0 / 1 / many) — photos with none cannot train.
+    """
+    from core.images import ImageError, load_image
+
+    counts: list[int | None] = []
+    for done, path in enumerate(paths, 1):
+        try:
+            counts.append(len(detector.detect(load_image(path))))
+        except ImageError:
+            counts.append(None)
+        if progress:
+            progress(done, len(paths))
+    return counts
