@@ -304,11 +304,12 @@ def test_dlib_embed_shapes_and_options(dlib_resnet, celebrity_faces) -> None:
         dlib_resnet.embed(crops(1, 224))
     with pytest.raises(ValueError, match="uint8"):
         dlib_resnet.embed(np.zeros((1, 150, 150, 3), np.float32))
-    flipped = BACKBONES.get("dlib-resnet", flip_average=True)
-    plain_vector, flip_vector = dlib_resnet.embed(chip[None])[0], flipped.embed(chip[None])[0]
-    mirror_vector = dlib_resnet.embed(np.ascontiguousarray(chip[None, :, ::-1]))[0]
+    assert dlib_resnet.flip_average  # the default: mirror-averaged descriptors
+    plain = BACKBONES.get("dlib-resnet", flip_average=False)
+    plain_vector, flip_vector = plain.embed(chip[None])[0], dlib_resnet.embed(chip[None])[0]
+    mirror_vector = plain.embed(np.ascontiguousarray(chip[None, :, ::-1]))[0]
     np.testing.assert_allclose(flip_vector, (plain_vector + mirror_vector) / 2, atol=1e-5)
-    assert flipped.cache_key() != dlib_resnet.cache_key()
+    assert plain.cache_key() != dlib_resnet.cache_key()
     with pytest.raises(ValueError, match="num_jitters"):
         BACKBONES.get("dlib-resnet", num_jitters=-1)
 

@@ -36,8 +36,10 @@ def model_path() -> Path:
 class DlibResNet(Backbone):
     """128-d dlib descriptors of 150×150 face chips.
 
-    ``num_jitters`` averages that many randomly jittered copies per face (slower, slightly
-    steadier); ``flip_average`` averages each chip's descriptor with its mirror image's.
+    ``num_jitters`` averages that many randomly jittered copies per face (about 6× slower and no
+    better on glint); ``flip_average`` (the default) averages each chip's descriptor with its
+    mirror image's: on glint360k pairs it lowered the EER from 3.90 % to 3.52 % and raised the
+    AUC from 0.9943 to 0.9952 (benchmarks/bench_verification.py) for one extra descriptor per face.
     """
 
     name = "dlib-resnet"
@@ -45,7 +47,7 @@ class DlibResNet(Backbone):
     embedding_dim = 128
     fine_tunable = False
 
-    def __init__(self, num_jitters: int = 0, flip_average: bool = False) -> None:
+    def __init__(self, num_jitters: int = 0, flip_average: bool = True) -> None:
         import dlib
 
         if int(num_jitters) != num_jitters or num_jitters < 0:

@@ -1,0 +1,128 @@
+"""The Verify page driven headless with Streamlit's AppTest (dlib HOG + dlib ResNet: no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT, image_bytes, shared_dataset
+
+
+def photo(person: str, index: int) -> bytes:
+    folder = shared_dataset("five_celebrity_faces") / "train" / person
+    return sorted(folder.iterdir())[index].read_bytes()
+
+
+def mini_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Four train photos each of three people, offered to the page as a shared dataset."""
+    source = shared_dataset("five_celebrity_faces")
+    mini = tmp_path / "shared" / "mini"
+    for person in ("madonna", "elton_john", "jerry_seinfeld"):
+        (mini / "train" / person).mkdir(parents=True)
+        for path in sorted((source / "train" / person).iterdir())[:4]:
+            (mini / "train" / person / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setenv("FACELAB_DATASET_DIRS", str(mini.parent))
+    return mini
+
+
+def verify_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("pages/verify.py")
+    at.run()
+    assert not at.exception
+    at.selectbox(key="vf_detector").select("dlib-hog")
+    at.run()
+    return at
+
+
+def upload(at: AppTest, n: int, name: str, data: bytes, mime: str = "image/jpeg") -> None:
+    at.get("file_uploader")[n - 1].upload(name, data, mime)
+    at.run()
+    assert not at.exception
+
+
+def test_two_uploads_give_a_verdict_and_three_barcodes() -> None:
+    at = verify_page()
+    upload(at, 1, "a.jpg", photo("madonna", 0))
+    upload(at, 2, "b.jpg", photo("madonna", 1))
+    assert any("Same person" in s.value for s in at.success)
+    assert any("defaults" in i.value for i in at.info)  # nothing calibrated in a fresh home
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    barcodes = [s for s in specs if s["data"] and s["data"][0]["type"] == "heatmap"]
+    assert len(barcodes) == 3
+    titles = [s["layout"]["title"]["text"] for s in barcodes]
+    assert titles == ["Photo 1", "Photo 2", "|photo 1 − photo 2|"]
+    first, second = barcodes[0]["data"][0], barcodes[1]["data"][0]
+    assert (first["zmin"], first["zmax"]) == (second["zmin"], second["zmax"])  # one shared colour scale
+    assert "slot" in first["hovertemplate"]
+    table = at.dataframe[0].value
+    assert list(table["metric"]) == ["cosine", "euclidean", "euclidean (L2-normalised)"]
+
+    upload(at, 2, "c.jpg", photo("elton_john", 0))
+    assert any("Different people" in w.value for w in at.warning)
+
+
+def test_search_button_embeds_the_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mini_dataset(tmp_path, monkeypatch)
+    at = verify_page()
+    upload(at, 1, "a.jpg", photo("madonna", 0))
+    assert any("second photo" in i.value for i in at.info)
+    at.button(key="vf_search").click().run()
+    assert not at.exception
+    assert any("Who is this" in h.value for h in at.subheader)
+    best = [c.value for c in at.caption if "\n\n" in c.value][0]
+    assert best.startswith("madonna") and float(best.split()[-1]) < 1e-3  # the photo itself is in the dataset
+
+
+def test_a_non_image_upload_shows_an_error_not_an_exception() -> None:
+    at = verify_page()
+    upload(at, 1, "notes.jpg", b"this is not a photo")
+    assert any("cannot be used" in e.value and "not an image" in e.value for e in at.error)
+
+
+def test_a_photo_without_a_face_suggests_another_detector() -> None:
+    at = verify_page()
+    upload(at, 1, "grey.png", image_bytes(np.full((160, 160, 3), 90, np.uint8)), "image/png")
+    assert any("no face found" in w.value and "try another detector" in w.value for w in at.warning)
+    assert not at.error
+
+
+def test_alignment_toggle_reports_how_the_distance_changes() -> None:
+    at = verify_page()
+    upload(at, 1, "a.jpg", photo("madonna", 0))
+    upload(at, 2, "b.jpg", photo("madonna", 1))
+    at.toggle(key="vf_align").set_value(False).run()
+    assert not at.exception
+    distance = at.metric[0]
+    assert distance.delta and "alignment" in distance.delta
+    captions = [image.caption for element in at.get("image") for image in element.proto.imgs]
+    assert any("not rotated" in caption for caption in captions)
+
+
+def test_calibration_on_a_picked_dataset_is_used_for_the_verdict(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    mini_dataset(tmp_path, monkeypatch)
+    at = verify_page()
+    upload(at, 1, "a.jpg", photo("madonna", 0))
+    upload(at, 2, "b.jpg", photo("madonna", 1))
+    at.button(key="vf_calibrate").click().run()
+    assert not at.exception
+    assert not at.error
+    assert any("calibrated on mini" in c.value for c in at.caption)
+    labels = {m.label: m.value for m in at.metric}
+    assert {"AUC", "EER", "Threshold"} <= set(labels)
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert any(t.startswith("ROC curve") for t in titles)
+
+    # the dataset is embedded now, so 1:N search and the map show up without their button
+    assert not [b for b in at.button if b.key == "vf_search"]
+    assert any("Who is this" in h.value for h in at.subheader)
+    assert any(c.value.startswith("madonna") for c in at.caption)
+    map_spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    names = {trace["name"] for trace in map_spec["data"]}
+    assert {"madonna", "elton_john", "jerry_seinfeld", "Photo 1", "Photo 2"} <= names
