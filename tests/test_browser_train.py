@@ -1,0 +1,66 @@
+"""Real browser: train on five_celebrity_faces, watch the curves, read the results, download the SavedModel."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_dataset
+
+pytestmark = pytest.mark.browser
+
+CHARTS = "[data-testid=stPlotlyChart] .main-svg"
+
+
+def choose(page, label: str, option: str) -> None:
+    """Open the select box called ``label`` and click ``option``."""
+    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=False).first.click()
+
+
+def test_train_page_trains_and_shows_results(page, live_app, artifacts_dir: Path) -> None:
+    shared_dataset("five_celebrity_faces")
+    url, _ = live_app
+    page.goto(f"{url}/train")
+    page.get_by_role("heading", name="Train").first.wait_for(timeout=60_000)
+    choose(page, "Dataset", "five_celebrity_faces")
+    choose(page, "Face detector", "dlib HOG")
+    page.get_by_text("embedding 117 new photo(s) × ~0.25 s").first.wait_for(timeout=90_000)  # five_celebrity, HOG
+    assert page.get_by_text("VGG-Face (VGG16) is unavailable").count() >= 1
+    for label, value in (("Epochs (at most)", "2000"), ("Early-stopping patience", "0")):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Enter")
+    page.get_by_text("up to 2000 head epochs").first.wait_for(timeout=30_000)
+    page.set_viewport_size({"width": 1400, "height": 2600})  # Streamlit scrolls inside the page: show it all
+    page.screenshot(path=str(artifacts_dir / "train_settings.png"))
+
+    page.get_by_role("button", name="Start training").click()
+    stop = page.get_by_role("button", name="Stop", exact=True)
+    stop.wait_for(timeout=30_000)
+    page.locator(CHARTS).nth(1).wait_for(timeout=180_000)  # live loss and accuracy curves
+    page.get_by_text(re.compile(r"Epoch ([5-9]|\d\d+)/2000")).first.wait_for(timeout=120_000)
+    page.wait_for_timeout(2500)
+    page.screenshot(path=str(artifacts_dir / "train_live.png"))
+    stop.click()
+
+    page.get_by_text("Saved run").first.wait_for(timeout=120_000)
+    assert page.get_by_text("stopped by you").count() == 1
+    page.get_by_text("Confusion matrix (validation)").first.wait_for(timeout=30_000)
+    page.get_by_text("Misclassified validation photos").first.wait_for(timeout=30_000)
+    assert page.get_by_text("Validation accuracy", exact=True).count() == 1
+    assert page.locator(CHARTS).count() >= 3
+    assert "Traceback" not in page.content()
+    page.set_viewport_size({"width": 1400, "height": 4200})
+    page.wait_for_timeout(2000)
+    page.screenshot(path=str(artifacts_dir / "train_results.png"))
+
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Download SavedModel (zip)").click()
+    with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
+        assert any(name.endswith("/saved_model.pb") for name in archive.namelist())
+    assert page.foreign_requests == []
