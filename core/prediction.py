@@ -10,8 +10,11 @@ calibrated on the validation split at training time: the equal-error point betwe
 
 from __future__ import annotations
 
+import csv
+import io
+import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import numpy as np
 
 from core.drawing import KNOWN, UNKNOWN, Label, draw_labels
 from core.embeddings import Pipeline, Progress, Source
-from core.images import load_image
+from core.images import downscale, encode_jpeg, load_image
 from core.verification import pairwise_distances
 
 UNKNOWN_LABEL = "unknown"
@@ -87,10 +90,16 @@ class FacePrediction:
     distance: float | None
     nearest: int  # index into the run's training gallery, -1 when none
     detector_score: float
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)  # for nearest training photos
 
     @property
     def unknown(self) -> bool:
         return self.label == UNKNOWN_LABEL
+
+    @property
+    def best_guess(self) -> str:
+        """The person the head ranked first, even when the face was rejected as unknown."""
+        return self.top3[0][0] if self.top3 else self.label
 
     def to_dict(self) -> dict[str, Any]:
         return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
@@ -155,8 +164,17 @@ class Predictor:
             label = UNKNOWN_LABEL if self.rule.rejects(confidence, distance) else labels[top]
             faces.append(FacePrediction(face.box, label, confidence,
                                         [(labels[j], float(probabilities[i, j])) for j in order[:3]],
-                                        distance, int(where[i, top]), face.score))
+                                        distance, int(where[i, top]), face.score, result.embeddings[i]))
         return faces
+
+    def nearest_training(self, face: FacePrediction, person: str, k: int = 4) -> list[tuple[int, float]]:
+        """The ``k`` training faces of ``person`` closest to ``face``: (gallery index, cosine distance), nearest first."""
+        mine = np.flatnonzero(np.asarray(self.gallery_labels) == person)
+        if face.embedding is None or not len(mine):
+            return []
+        distances = pairwise_distances(face.embedding[None, :], self.gallery[mine], "cosine")[0]
+        order = np.argsort(distances)[:k]
+        return [(int(mine[i]), float(distances[i])) for i in order]
 
     def predict(self, sources: Sequence[Source], truths: Sequence[str | None] | None = None,
                 progress: Progress | None = None) -> list[PhotoPrediction]:
@@ -173,16 +191,87 @@ class Predictor:
             photos.append(photo)
         return photos
 
-    def annotate(self, image: np.ndarray, photo: PhotoPrediction) -> np.ndarray:
-        """The photo with each face boxed and named (unknown faces in red)."""
+    def annotate(self, image: np.ndarray, photo: PhotoPrediction, max_side: int | None = None) -> np.ndarray:
+        """The photo with each face boxed and named (unknown faces in red).
+
+        With ``max_side`` the photo is shrunk first and the boxes with it, so gallery thumbnails
+        get labels sized for the thumbnail rather than shrunk to illegibility.
+        """
+        factor = 1.0
+        if max_side is not None:
+            image, factor = downscale(image, max_side)
         return draw_labels(image, [
-            Label(f.box, f"{f.label} {f.confidence:.0%}" if not f.unknown else UNKNOWN_LABEL,
+            Label(tuple(round(v * factor) for v in f.box),  # type: ignore[arg-type]
+                  f"{f.label} {f.confidence:.0%}" if not f.unknown else UNKNOWN_LABEL,
                   UNKNOWN if f.unknown else KNOWN) for f in photo.faces
         ])
 
 
 def _load(source: Source) -> np.ndarray:
     return load_image(source[1] if isinstance(source, tuple) else source)
+
+
+def relabel(photos: Sequence[PhotoPrediction], rule: UnknownRule) -> list[PhotoPrediction]:
+    """The same predictions judged by another unknown rule, without re-embedding anything.
+
+    Each face keeps its confidence and distance, so moving a threshold only changes which
+    faces are called unknown; the originals are left untouched.
+    """
+    return [replace(photo, faces=[
+        replace(face, label=UNKNOWN_LABEL if rule.rejects(face.confidence, face.distance) else face.best_guess)
+        for face in photo.faces]) for photo in photos]
+
+
+def per_person(photos: Sequence[PhotoPrediction]) -> list[dict[str, Any]]:
+    """Per true person: labelled photos, how many were named right, accuracy, and faces rejected as unknown."""
+    rows: dict[str, dict[str, Any]] = {}
+    for photo in photos:
+        if photo.correct is None or photo.truth is None:
+            continue
+        row = rows.setdefault(photo.truth, {"person": photo.truth, "photos": 0, "correct": 0, "unknown": 0})
+        row["photos"] += 1
+        row["correct"] += int(photo.correct)
+        row["unknown"] += int(photo.predicted == UNKNOWN_LABEL)
+    for row in rows.values():
+        row["accuracy"] = row["correct"] / row["photos"]
+    return [rows[name] for name in sorted(rows)]
+
+
+CSV_COLUMNS = ("photo", "face", "box", "label", "confidence", "top3", "distance", "truth", "correct", "error")
+
+
+def predictions_csv(photos: Sequence[PhotoPrediction]) -> str:
+    """Every prediction as CSV: one row per face, and one row for each photo without a face or unusable.
+
+    ``correct`` is judged on the photo's largest face (face 0) only, like :func:`accuracy`.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for photo in photos:
+        correct = "" if photo.correct is None else str(photo.correct).lower()
+        truth = photo.truth or ""
+        if not photo.faces:
+            writer.writerow([photo.name, "", "", "", "", "", "", truth, correct, photo.error or "no face found"])
+        for index, face in enumerate(photo.faces):
+            writer.writerow([
+                photo.name, index, " ".join(str(v) for v in face.box), face.label, f"{face.confidence:.4f}",
+                "; ".join(f"{name} {p:.4f}" for name, p in face.top3),
+                "" if face.distance is None else f"{face.distance:.4f}", truth,
+                correct if index == 0 else "", "",
+            ])
+    return buffer.getvalue()
+
+
+def annotated_zip(predictor: Predictor, sources: Sequence[Source], photos: Sequence[PhotoPrediction]) -> bytes:
+    """A zip of every usable photo with its faces boxed and named (JPEG, numbered so equal names never collide)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # JPEGs do not compress further
+        for index, (source, photo) in enumerate(zip(sources, photos), 1):
+            if photo.error is None:
+                stem = Path(photo.name).stem or "photo"
+                archive.writestr(f"{index:04d}_{stem}.jpg", encode_jpeg(predictor.annotate(_load(source), photo)))
+    return buffer.getvalue()
 
 
 def accuracy(photos: Sequence[PhotoPrediction]) -> float | None:
@@ -215,9 +304,15 @@ def photo_sources(path: Path | str) -> tuple[list[Path], list[str | None]]:
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"folder not found: {root}")
-    if (root / "test").is_dir():
-        records = [r for r in scan(root).images if r.split == "test"]
+    dataset = scan(root)
+    if "test" in dataset.splits:
+        records = [r for r in dataset.images if r.split == "test"]
+        if not records:
+            raise ValueError(f"the test split of {root} has no photos.")
         return [r.path for r in records], [r.person for r in records]
+    if "train" in dataset.splits:
+        raise ValueError(f"{root} is a dataset without a test/ split; predicting its training photos would "
+                         "say nothing about the model. Add a test split or pick a folder of new photos.")
     photos = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
     if not photos:
         raise ValueError(f"no photos found in {root}")

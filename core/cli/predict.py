@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +41,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.out:
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
+        written: set[str] = set()
         for path, photo in zip(paths, photos):
             if photo.error is None:
-                annotated = predictor.annotate(load_image(path), photo)
-                target = out_dir / f"{path.parent.name}__{path.stem}.jpg"
-                target.write_bytes(encode_jpeg(annotated))
+                name = _unique(f"{path.parent.name}__{path.stem}", written)
+                _write_atomic(out_dir / f"{name}.jpg", encode_jpeg(predictor.annotate(load_image(path), photo)))
     acc = accuracy(photos)
     result: dict[str, Any] = {
         "run": run_id, "images": [p.to_dict() for p in photos], "accuracy": acc,
@@ -64,3 +66,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lines += [f"  {row:<20} " + " ".join(f"{n:>3}" for n in counts) for row, counts in zip(rows, table)]
     result["text"] = "\n".join(lines)
     return result
+
+
+def _unique(stem: str, taken: set[str]) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``… so photos differing only by extension never overwrite each other."""
+    name, n = stem, 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}"
+    taken.add(name)
+    return name
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Write through a temp file in the same folder, so an interrupted run never leaves half an image."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

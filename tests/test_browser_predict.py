@@ -1,0 +1,74 @@
+"""Real browser: the Predict page names the faces of the five_celebrity test split, filters and shows a detail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_dataset
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server_with_run(live_app: tuple[str, Path]) -> str:
+    """The live server's URL, after a run was saved in its FaceLab home (trained here, in-process)."""
+    dataset = shared_dataset("five_celebrity_faces")
+    from core.backbones import BACKBONES
+    from core.detection import DETECTORS
+    from core.embeddings import Pipeline
+    from core.training import TrainConfig, train_on_dataset
+
+    url, home = live_app
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACELAB_HOME", str(home))
+        pipeline = Pipeline(DETECTORS.get("dlib-hog"), BACKBONES.get("dlib-resnet"))
+        train_on_dataset(dataset, pipeline, TrainConfig(head="centroid"))
+    return url
+
+
+SETTLED = """() => !document.querySelector('[data-testid=stStatusWidget]')
+    && !document.querySelector('[data-testid=stSkeleton]')
+    && [...document.querySelectorAll('[data-testid=stImage] img, [data-testid=stImageContainer] img')]
+        .every(img => img.complete && img.naturalWidth > 0)"""
+
+
+def settle(page) -> None:  # noqa: ANN001 - a Playwright page
+    """Wait until the script has finished its rerun and every image has loaded (before clicking or a screenshot)."""
+    page.wait_for_timeout(500)
+    page.wait_for_function(SETTLED, timeout=60_000)
+
+
+def choose(page, label: str, option: str) -> None:  # noqa: ANN001
+    settle(page)
+    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_predict_page_gallery_filter_and_detail(page, server_with_run: str, artifacts_dir: Path) -> None:
+    page.set_viewport_size({"width": 1400, "height": 3400})  # the whole page fits: Streamlit scrolls inside
+    page.goto(f"{server_with_run}/predict")
+    page.get_by_role("heading", name="Predict").first.wait_for(timeout=60_000)
+    page.get_by_text("24 of 24 photo(s)").wait_for(timeout=120_000)
+    settle(page)
+    assert page.locator("[data-testid=stImage] img, [data-testid=stImageContainer] img").count() >= 12
+    assert page.get_by_text("Summary: the test split of five_celebrity_faces").count() == 1
+    assert page.get_by_text("elton_john", exact=False).count() >= 1  # captions of the first gallery page
+    page.screenshot(path=str(artifacts_dir / "predict_gallery.png"))
+
+    choose(page, "Show", "Incorrect")
+    page.get_by_text("1 of 24 photo(s)").wait_for(timeout=30_000)  # the ben_afflek photo without a face
+    assert page.get_by_text("no face found", exact=False).count() >= 1
+    settle(page)
+    page.screenshot(path=str(artifacts_dir / "predict_incorrect.png"))
+
+    choose(page, "Show", "All photos")
+    page.get_by_text("24 of 24 photo(s)").wait_for(timeout=30_000)
+    settle(page)
+    page.get_by_role("button", name="Details").nth(5).click()
+    page.get_by_text("Nearest training photos of elton_john").first.wait_for(timeout=30_000)
+    settle(page)
+    page.screenshot(path=str(artifacts_dir / "predict_detail.png"))
+    assert "Traceback" not in page.content()
+    assert page.foreign_requests == []

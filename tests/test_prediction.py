@@ -1,0 +1,362 @@
+"""Naming faces with a trained run: unknown-face rules, relabelling, exports, and a real five_celebrity run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.alignment import AlignedFace
+from core.backbones.base import Backbone
+from core.detection.base import Detector, Face
+from core.embeddings import Pipeline
+from core.heads import CentroidHead
+from core.prediction import (CSV_COLUMNS, UNKNOWN_LABEL, FacePrediction, PhotoPrediction, Predictor, UnknownRule,
+                             accuracy, annotated_zip, calibrate_max_distance, confusion_table, nearest_by_person,
+                             per_person, photo_sources, predictions_csv, relabel)
+from tests.conftest import ROOT, image_bytes, shared_dataset
+
+# --- the rule and the distance helpers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rule", "confidence", "distance", "rejected"), [
+    (UnknownRule(), 0.49, None, True),
+    (UnknownRule(), 0.5, None, False),
+    (UnknownRule(0.3, 0.2), 0.9, 0.25, True),  # confident, but far from every training face of that person
+    (UnknownRule(0.3, 0.2), 0.9, 0.2, False),
+    (UnknownRule(0.3, 0.2), 0.2, 0.01, True),  # close, but the head is unsure
+    (UnknownRule(0.3, 0.2), 0.9, None, False),  # no gallery for the person: only the confidence counts
+    (UnknownRule(0.0, None), 0.0, 5.0, False),  # everything accepted
+])
+def test_unknown_rule(rule: UnknownRule, confidence: float, distance: float | None, rejected: bool) -> None:
+    assert rule.rejects(confidence, distance) is rejected
+
+
+def test_nearest_by_person_on_hand_made_vectors() -> None:
+    gallery = np.array([[1, 0], [0.8, 0.6], [0, 1], [-1, 0]], np.float32)
+    labels = ["amy", "amy", "bob", "cat"]
+    queries = np.array([[0.6, 0.8], [0, -1]], np.float32)
+    best, where = nearest_by_person(queries, gallery, labels, ["amy", "bob", "cat", "dan"])
+    # query 0 is 0.6·0.8+0.8·0.6 = 0.96 similar to amy's second face, 0.8 to bob's
+    np.testing.assert_allclose(best[0, :3], [0.04, 0.2, 1.6], atol=1e-6)
+    assert list(where[0, :3]) == [1, 2, 3]
+    np.testing.assert_allclose(best[1, :3], [1.0 - 0.0, 2.0, 1.0], atol=1e-6)
+    assert where[1, 0] == 0  # amy's [1, 0] (distance 1.0) beats [0.8, 0.6] (1.6)
+    assert np.isinf(best[:, 3]).all() and (where[:, 3] == -1).all(), "a person without training faces"
+    empty_best, empty_where = nearest_by_person(queries, np.zeros((0, 2), np.float32), [], ["amy"])
+    assert np.isinf(empty_best).all() and (empty_where == -1).all()
+
+
+def clusters(rng: np.random.Generator, centres: np.ndarray, per: int, spread: float) -> tuple[np.ndarray, list[str]]:
+    vectors = np.concatenate([c + rng.normal(0, spread, (per, centres.shape[1])) for c in centres])
+    return vectors.astype(np.float32), [f"p{i}" for i in range(len(centres)) for _ in range(per)]
+
+
+def test_calibrated_distance_separates_genuine_from_impostor() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:4] * 10  # four orthogonal people
+    train, train_labels = clusters(rng, centres, 6, 0.4)
+    val, val_labels = clusters(rng, centres, 3, 0.4)
+    threshold = calibrate_max_distance(train, train_labels, val, val_labels)
+    assert threshold is not None
+    best, _ = nearest_by_person(val, train, train_labels, ["p0", "p1", "p2", "p3"])
+    own = np.array([int(name[1]) for name in val_labels])
+    genuine = best[np.arange(len(val)), own]
+    best[np.arange(len(val)), own] = np.inf
+    impostor = best.min(axis=1)
+    assert genuine.max() <= threshold <= impostor.min()
+
+
+def test_calibration_needs_two_people_and_known_validation_faces() -> None:
+    vectors = np.eye(3, dtype=np.float32)
+    assert calibrate_max_distance(vectors, ["a", "a", "a"], vectors, ["a", "a", "a"]) is None
+    assert calibrate_max_distance(vectors, ["a", "b", "b"], vectors, ["x", "y", "z"]) is None
+
+
+# --- scoring and exports on hand-made predictions -----------------------------------------------------
+
+
+def face(label: str, confidence: float, distance: float | None = 0.05, box=(0, 0, 10, 10),
+         top3: list | None = None) -> FacePrediction:
+    return FacePrediction(box, label, confidence, top3 or [(label, confidence)], distance, 0, 0.99)
+
+
+def hand_made() -> list[PhotoPrediction]:
+    return [
+        PhotoPrediction("a1.jpg", "amy", [face("amy", 0.9), face("bob", 0.6, box=(20, 0, 5, 5))]),
+        PhotoPrediction("a2.jpg", "amy", [face("bob", 0.7)]),
+        PhotoPrediction("b1.jpg", "bob", [face(UNKNOWN_LABEL, 0.4, top3=[("bob", 0.4), ("amy", 0.3)])]),
+        PhotoPrediction("b2.jpg", "bob", []),  # no face: counted as wrong
+        PhotoPrediction("bad.jpg", "bob", error="the file is empty (0 bytes)."),  # unusable: not judged
+        PhotoPrediction("new.jpg", None, [face("amy", 0.95)]),  # unlabelled: not judged
+    ]
+
+
+def test_accuracy_confusion_and_per_person() -> None:
+    photos = hand_made()
+    assert accuracy(photos) == pytest.approx(1 / 4)
+    assert accuracy(photos[4:]) is None
+    rows, table = confusion_table(photos, ["amy", "bob"])
+    assert rows == ["amy", "bob"]
+    assert table == [[1, 1, 0, 0], [0, 0, 1, 1]]  # columns: amy, bob, unknown, no face
+    assert per_person(photos) == [
+        {"person": "amy", "photos": 2, "correct": 1, "unknown": 0, "accuracy": 0.5},
+        {"person": "bob", "photos": 2, "correct": 0, "unknown": 1, "accuracy": 0.0},
+    ]
+
+
+def test_relabel_moves_faces_in_and_out_of_unknown_without_touching_the_originals() -> None:
+    photos = hand_made()
+    strict = relabel(photos, UnknownRule(0.8, None))
+    assert [f.label for f in strict[0].faces] == ["amy", UNKNOWN_LABEL]
+    assert strict[1].predicted == UNKNOWN_LABEL
+    lenient = relabel(photos, UnknownRule(0.0, None))
+    assert lenient[2].predicted == "bob" and lenient[2].correct is True
+    by_distance = relabel(photos, UnknownRule(0.0, 0.01))
+    assert all(f.unknown for p in by_distance for f in p.faces)
+    assert photos[2].predicted == UNKNOWN_LABEL and photos[0].faces[1].label == "bob", "originals unchanged"
+    assert by_distance[4].error == photos[4].error and by_distance[3].faces == []
+
+
+def test_csv_has_a_row_per_face_and_per_faceless_photo() -> None:
+    text = predictions_csv(hand_made())
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 2 + 1 + 1 + 1 + 1 + 1  # a1 has two faces
+    first, second = rows[0], rows[1]
+    assert (first["photo"], first["face"], first["box"], first["label"]) == ("a1.jpg", "0", "0 0 10 10", "amy")
+    assert first["confidence"] == "0.9000" and first["truth"] == "amy" and first["correct"] == "true"
+    assert second["face"] == "1" and second["correct"] == "", "only the largest face is judged"
+    assert rows[2]["correct"] == "false"
+    assert rows[3]["top3"] == "bob 0.4000; amy 0.3000"
+    assert rows[4]["error"] == "no face found" and rows[4]["correct"] == "false"
+    assert rows[5]["error"] == "the file is empty (0 bytes)." and rows[5]["correct"] == ""
+    assert rows[6]["truth"] == "" and rows[6]["correct"] == ""
+
+
+# --- a Predictor with a fake pipeline: colours stand in for people ------------------------------------
+
+
+class ColourDetector(Detector):
+    """One face filling any image that is not black; a wide image holds two faces (its halves)."""
+
+    name = "colour"
+
+    def _detect(self, image: np.ndarray) -> list[Face]:
+        if image.max() == 0:
+            return []
+        height, width = image.shape[:2]
+        if width >= 2 * height:
+            return [Face((0, 0, width // 2, height), 0.9), Face((width // 2, 0, width // 2, height), 0.8)]
+        return [Face((0, 0, width, height), 0.9)]
+
+
+class MeanColour(Backbone):
+    """Embedding = the crop's mean colour (plus a little grey, so no embedding is ever zero)."""
+
+    name = "mean-colour"
+    input_size = 8
+    embedding_dim = 3
+
+    def align(self, image: np.ndarray, face: Face, rotate: bool = True, keep_steps: bool = False) -> AlignedFace:
+        x, y, w, h = face.box
+        crop = np.asarray(Image.fromarray(image[y:y + h, x:x + w]).resize((8, 8)))
+        return AlignedFace(crop=crop, aligned=False, angle=0.0, eyes=None)
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        return crops.reshape(len(crops), -1, 3).mean(axis=1).astype(np.float32) + 1.0
+
+
+def solid(colour: tuple[int, int, int], width: int = 40, height: int = 40) -> np.ndarray:
+    return np.broadcast_to(np.array(colour, np.uint8), (height, width, 3)).copy()
+
+
+@pytest.fixture
+def colour_predictor(tmp_path: Path) -> Predictor:
+    gallery = np.array([[250, 10, 10], [230, 30, 20], [10, 10, 250], [20, 30, 230]], np.float32)
+    labels = np.array(["amy", "amy", "bob", "bob"])
+    head = CentroidHead(3, 2)
+    head.fit(gallery, np.array([0, 0, 1, 1]))
+    run = SimpleNamespace(head=head, labels=["amy", "bob"], config=SimpleNamespace(dataset=str(tmp_path)),
+                          extras={"train_embeddings": gallery, "train_labels": labels,
+                                  "train_paths": np.array([f"train/{n}/{i}.png" for i, n in enumerate(labels)]),
+                                  "unknown_max_distance": np.float32(0.05)})
+    return Predictor(run, Pipeline(ColourDetector(), MeanColour()))
+
+
+def test_fake_predictor_names_faces_rejects_strangers_and_reports_bad_files(colour_predictor: Predictor,
+                                                                          tmp_path: Path) -> None:
+    red = tmp_path / "red.png"
+    red.write_bytes(image_bytes(solid((240, 20, 10))))
+    group = np.concatenate([solid((240, 20, 10)), solid((15, 20, 240))], axis=1)
+    sources = [red, ("notes.txt", b"hello, not a photo"), ("empty.png", b""), ("group.png", image_bytes(group)),
+               ("black.png", image_bytes(solid((0, 0, 0)))), ("green.png", image_bytes(solid((10, 240, 10))))]
+    truths = ["amy", None, None, "amy", "bob", None]
+    seen: list[tuple[int, int]] = []
+    photos = colour_predictor.predict(sources, truths, progress=lambda done, total: seen.append((done, total)))
+    assert [p.name for p in photos] == [str(red), "notes.txt", "empty.png", "group.png", "black.png", "green.png"]
+    assert photos[0].predicted == "amy" and photos[0].correct is True
+    assert photos[0].faces[0].distance < 0.05 and photos[0].faces[0].top3[0][0] == "amy"
+    assert "not an image" in photos[1].error and "empty" in photos[2].error
+    assert photos[1].faces == [] and photos[1].correct is None
+    assert [f.label for f in photos[3].faces] == ["amy", "bob"], "both faces of a group photo are named"
+    assert photos[4].error is None and photos[4].faces == [] and photos[4].correct is False
+    stranger = photos[5].faces[0]
+    assert stranger.unknown and stranger.distance > 0.05 and stranger.best_guess in ("amy", "bob")
+    assert seen[-1] == (6, 6)
+    nearest = colour_predictor.nearest_training(photos[0].faces[0], "amy", k=5)
+    assert [i for i, _ in nearest] == [0, 1] and nearest[0][1] <= nearest[1][1]
+    assert colour_predictor.nearest_training(photos[0].faces[0], "zoe") == []
+
+
+def test_annotate_and_zip_of_annotated_photos(colour_predictor: Predictor) -> None:
+    group = np.concatenate([solid((240, 20, 10), 400, 300), solid((90, 240, 10), 400, 300)], axis=1)
+    sources = [("group.jpg", image_bytes(group)), ("bad.jpg", b"\xff\xd8 truncated"), ("group.jpg", image_bytes(group))]
+    photos = colour_predictor.predict(sources)
+    annotated = colour_predictor.annotate(group, photos[0])
+    assert annotated.shape == group.shape and (annotated != group).any()
+    small = colour_predictor.annotate(group, photos[0], max_side=200)
+    assert max(small.shape[:2]) == 200
+    assert (small[60:90, 99] != small[60:90, 101]).any(), "the second face's box is drawn at the shrunk scale"
+    archive = zipfile.ZipFile(io.BytesIO(annotated_zip(colour_predictor, sources, photos)))
+    assert archive.namelist() == ["0001_group.jpg", "0003_group.jpg"], "unusable photos skipped, names unique"
+    assert Image.open(archive.open("0001_group.jpg")).size == (800, 300)
+
+
+def test_predictor_without_a_gallery_uses_confidence_only(colour_predictor: Predictor) -> None:
+    run = colour_predictor.run
+    bare = Predictor(SimpleNamespace(head=run.head, labels=run.labels, config=run.config, extras={}),
+                     colour_predictor.pipeline)
+    assert bare.rule == UnknownRule(max_distance=None)
+    photo = bare.predict([("green.png", image_bytes(solid((10, 240, 10))))])[0]
+    assert photo.faces[0].distance is None and photo.faces[0].nearest == -1
+
+
+def write_dataset(root: Path, splits: dict[str, dict[str, int]]) -> Path:
+    for split, people in splits.items():
+        for person, count in people.items():
+            folder = root / split / person
+            folder.mkdir(parents=True)
+            for i in range(count):
+                (folder / f"{i}.png").write_bytes(image_bytes(solid((i * 40, 100, 100), 8, 8)))
+    return root
+
+
+def test_photo_sources(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", {"train": {"amy": 2}, "test": {"amy": 2, "bob": 1}})
+    paths, truths = photo_sources(dataset)
+    assert truths == ["amy", "amy", "bob"] and all(p.parent.parent.name == "test" for p in paths)
+    no_test = write_dataset(tmp_path / "no_test", {"train": {"amy": 2}})
+    with pytest.raises(ValueError, match="without a test"):
+        photo_sources(no_test)
+    empty_test = write_dataset(tmp_path / "empty_test", {"train": {"amy": 1}})
+    (empty_test / "test" / "amy").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no photos"):
+        photo_sources(empty_test)
+    loose = tmp_path / "loose"
+    (loose / "day1").mkdir(parents=True)
+    (loose / "day1" / "x.png").write_bytes(image_bytes(solid((1, 2, 3))))
+    (loose / "readme.txt").write_text("not a photo")
+    assert photo_sources(loose) == ([loose / "day1" / "x.png"], [None])
+    (tmp_path / "nothing").mkdir()
+    for folder in (tmp_path / "nothing", tmp_path / "missing"):
+        with pytest.raises(ValueError):
+            photo_sources(folder)
+
+
+# --- a real run: five_celebrity with dlib HOG + dlib ResNet (offline models) --------------------------
+
+
+@pytest.fixture(scope="module")
+def celebrity_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A run trained once for this module in its own FaceLab home: (home, run id).
+
+    The centroid head trains in a fraction of a second; the Keras heads load and predict the same way.
+    """
+    dataset = shared_dataset("five_celebrity_faces")
+    from core.backbones import BACKBONES
+    from core.detection import DETECTORS
+    from core.training import TrainConfig, train_on_dataset
+
+    home = tmp_path_factory.mktemp("predict_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACELAB_HOME", str(home))
+        pipeline = Pipeline(DETECTORS.get("dlib-hog"), BACKBONES.get("dlib-resnet"))
+        info, _, _ = train_on_dataset(dataset, pipeline, TrainConfig(head="centroid"))
+    return home, info.id
+
+
+@pytest.fixture
+def real(celebrity_run: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> Predictor:
+    from core.prediction import predictor_for_run
+
+    monkeypatch.setenv("FACELAB_HOME", str(celebrity_run[0]))
+    return predictor_for_run(celebrity_run[1])
+
+
+def test_five_celebrity_test_split(real: Predictor, five_celebrity: Path) -> None:
+    paths, truths = photo_sources(five_celebrity)
+    photos = real.predict(paths, truths)
+    correct = sum(p.correct is True for p in photos)
+    print(f"five_celebrity test split with dlib-hog + dlib-resnet: {correct}/{len(photos)} named correctly")
+    assert len(photos) == 24 and all(p.error is None for p in photos)
+    assert correct >= 23
+    # dlib HOG finds no face in one ben_afflek photo; every face it does find is named right
+    assert all(p.correct for p in photos if p.faces)
+    assert real.rule.max_distance is not None and 0 < real.rule.max_distance < 0.5
+
+
+def test_real_batch_with_a_non_image_and_a_group_photo(real: Predictor, five_celebrity: Path) -> None:
+    madonna = sorted((five_celebrity / "test" / "madonna").iterdir())[0]
+    elton = sorted((five_celebrity / "test" / "elton_john").iterdir())[1]
+    left, right = (np.asarray(Image.open(p).convert("RGB").resize((300, 300))) for p in (madonna, elton))
+    group = image_bytes(np.concatenate([left, right], axis=1))
+    photos = real.predict([madonna, ("notes.pdf", b"%PDF-1.4 not a photo"), ("group.png", group)],
+                          ["madonna", None, None])
+    assert photos[0].correct is True
+    assert photos[1].error and not photos[1].faces
+    assert sorted(f.label for f in photos[2].faces) == ["elton_john", "madonna"]
+    face_ = photos[2].faces[0]
+    nearest = real.nearest_training(face_, face_.label)
+    assert nearest and all(real.gallery_labels[i] == face_.label for i, _ in nearest)
+    assert (five_celebrity / real.gallery_paths[nearest[0][0]]).is_file()
+
+
+def test_strangers_are_rejected_as_unknown(real: Predictor) -> None:
+    strangers = shared_dataset("deepface_unit_identities")
+    paths, _ = photo_sources(strangers)
+    faces = [f for p in real.predict(paths) for f in p.faces]
+    rate = sum(f.unknown for f in faces) / len(faces)
+    print(f"deepface_unit_identities strangers rejected as unknown: {sum(f.unknown for f in faces)}/{len(faces)}")
+    assert len(faces) >= 8 and rate >= 0.8
+
+
+def test_cli_predict_json_and_annotated_copies(celebrity_run: tuple[Path, str], five_celebrity: Path,
+                                               tmp_path: Path) -> None:
+    home, run_id = celebrity_run
+    out = tmp_path / "annotated"
+    env = {**os.environ, "FACELAB_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-m", "core", "predict", run_id, str(five_celebrity), "--json",
+                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["run"] == run_id and len(result["images"]) == 24
+    assert result["accuracy"] >= 23 / 24
+    assert result["confusion"]["columns"][-2:] == ["unknown", "no face"]
+    assert {"name", "truth", "predicted", "correct", "faces"} <= set(result["images"][0])
+    files = sorted(out.iterdir())
+    assert len(files) == 24 and all(f.suffix == ".jpg" and not f.name.startswith(".tmp") for f in files)
+    assert Image.open(files[0]).format == "JPEG"
+    bad = subprocess.run([sys.executable, "-m", "core", "predict", "nope", str(five_celebrity)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "not a run id" in bad.stderr
