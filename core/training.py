@@ -345,6 +345,7 @@ def train_on_dataset(root: Path | str, pipeline: Any, config: TrainConfig, *, pr
     dataset = scan(root)
     config.dataset, config.dataset_fingerprint = str(dataset.root), fingerprint(dataset)
     config.detector, config.align = pipeline.detector.name, pipeline.align
+    config.extra["detector_settings"] = dict(pipeline.detector.settings)
     config.backbone, config.weights_id = pipeline.backbone.name, pipeline.backbone.weights_id
     if config.mode == "finetune" and not pipeline.backbone.fine_tunable:
         raise ValueError(f"the {pipeline.backbone.name} backbone cannot be fine-tuned; use mode 'head'.")

@@ -80,7 +80,7 @@ def test_landmark_detectors_give_image_left_eye_first(name: str, photos: list[np
 def test_mtcnn_gives_five_landmarks_and_respects_min_confidence(photos: list[np.ndarray]) -> None:
     faces = detector("mtcnn").detect(photos[1])
     assert set(faces[0].landmarks) == {"left_eye", "right_eye", "nose", "mouth_left", "mouth_right"}
-    assert all(face.score >= 0.9 for face in faces)
+    assert all(face.score >= 0.8 for face in faces)
     strict = DETECTORS.get("mtcnn", min_confidence=0.99999999)
     assert all(face.score >= 0.99999999 for face in strict.detect(photos[1]))
 

@@ -21,7 +21,7 @@ class MtcnnDetector(Detector):
 
     name = "mtcnn"
 
-    def __init__(self, min_confidence: float = 0.9, min_face_size: int = 20) -> None:
+    def __init__(self, min_confidence: float = 0.8, min_face_size: int = 20) -> None:
         if not 0.0 <= min_confidence < 1.0:
             raise ValueError(f"mtcnn min_confidence must be in [0, 1), got {min_confidence}.")
         if int(min_face_size) < 12:
@@ -63,8 +63,9 @@ DETECTORS.register(Entry(
     factory=MtcnnDetector,
     description=(
         "Multi-task cascaded CNN (the mtcnn package, TensorFlow): the suggested default — it found a face in "
-        "99% of the five_celebrity photos, with five landmarks (eyes, nose, mouth corners) so every face can "
-        "be aligned. Slower than Haar or dlib HOG on a CPU. Settings: min_confidence (faces below are dropped), "
+        "116 of the 117 five_celebrity photos, with five landmarks (eyes, nose, mouth corners) so every face can "
+        "be aligned. Slower than Haar or dlib HOG on a CPU. Settings: min_confidence (default 0.8: at 0.9 a face behind "
+        "tinted glasses scoring 0.84 was lost), "
         "min_face_size (px)."
     ),
     available=_unavailable,
