@@ -2,6 +2,7 @@
 
     python benchmarks/bench_training.py                 # everything below
     python benchmarks/bench_training.py --skip-finetune
+    KERAS_BACKEND=jax python benchmarks/bench_training.py --only-finetune   # e.g. on a GPU machine
 
 Accuracy: mtcnn + dlib-resnet, head mode, test accuracy per photo with a face (and photos without).
 Speed: 100 epochs of each head on five_celebrity's cached embeddings (the second training
@@ -93,11 +94,13 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["five_celebrity_faces", "glint360k_celebrity_sample", "orl_att_faces"])
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-finetune", action="store_true")
+    parser.add_argument("--only-finetune", action="store_true", help="just the fine-tuning speed (e.g. on JAX)")
     args = parser.parse_args()
     os.environ.setdefault("FACELAB_HOME", tempfile.mkdtemp(prefix="facelab-bench-"))
-    if not args.skip_accuracy:
-        accuracy_table(args.datasets)
-    head_speed()
+    if not args.only_finetune:
+        if not args.skip_accuracy:
+            accuracy_table(args.datasets)
+        head_speed()
     if not args.skip_finetune:
         finetune_speed()
 
