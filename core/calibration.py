@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from core.config import cache_dir
+from core.files import write_json_atomic
 from core.verification import METRICS, as_matrix, check_metric, logistic_confidence, pair_distances
 
 FORMAT_VERSION = 1
@@ -401,15 +400,7 @@ def calibration_path(context: Mapping[str, Any]) -> Path:
 def save_calibration(calibration: Calibration) -> Path:
     """Write atomically (temp file + rename), replacing any older calibration for the same context."""
     path = calibration_path(calibration.context)
-    text = json.dumps(calibration.to_dict(), indent=1, allow_nan=False)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, calibration.to_dict(), indent=1, allow_nan=False)
     return path
 
 

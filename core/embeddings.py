@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from core.alignment import AlignedFace
 from core.backbones.base import Backbone
 from core.config import cache_dir
 from core.detection.base import Detector, Face
+from core.files import write_bytes_atomic
 from core.images import ImageError, content_hash, load_image
 
 Progress = Callable[[int, int], None]
@@ -85,14 +84,7 @@ class EmbeddingCache:
         meta = {"faces": [f.to_dict() for f in result.faces], "aligned": result.aligned, "angles": result.angles}
         buffer = io.BytesIO()
         np.savez(buffer, embeddings=result.embeddings, meta=np.array(json.dumps(meta)))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(buffer.getvalue())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(path, buffer.getvalue(), suffix=".npz")
 
 
 def _read(source: Source) -> tuple[str, bytes]:

@@ -29,8 +29,17 @@ from keras import ops
 
 from core.backbones.vggface16 import CONV_BLOCKS, MEAN_BGR, build_vggface16
 from core.heads import KERAS_FILE, Head
-from core.training import (EpochCallback, Monitor, StopCheck, TrainConfig, TrainResult, class_weights,
-                           classification_metrics, encode_labels, keras_callback)
+from core.training import (
+    EpochCallback,
+    Monitor,
+    StopCheck,
+    TrainConfig,
+    TrainResult,
+    class_weights,
+    classification_metrics,
+    encode_labels,
+    keras_callback,
+)
 
 PREDICT_BATCH = 32
 

@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 
 from core.config import datasets_dir, limits
 from core.dataset import POOL_DIR, SPLIT_ALIASES, SPLITS, is_junk
+from core.files import write_bytes_atomic
 from core.images import ImageError, content_hash, is_image_name, load_thumbnail, read_info
 
 WINDOWS_RESERVED = frozenset(
@@ -169,19 +170,6 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) ->
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and os.replace, so no reader sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _extract(archive: zipfile.ZipFile, files: list[tuple[zipfile.ZipInfo, list[str]]], target: Path,
              report: ImportReport) -> None:
     budget = limits().max_zip_bytes
@@ -215,7 +203,7 @@ def _extract(archive: zipfile.ZipFile, files: list[tuple[zipfile.ZipInfo, list[s
         if not destination.resolve().is_relative_to(target):
             raise ValueError(f"zip entry '{shown}' points outside the dataset folder.")
         try:
-            _write_atomic(destination, data)
+            write_bytes_atomic(destination, data)
         except OSError as exc:
             raise ValueError(f"could not write '{shown}': {exc.strerror or exc}") from exc
         report.images += 1
@@ -353,7 +341,7 @@ def add_photo(dataset: str, person: str, data: bytes, filename: str = "") -> Pat
     for existing in (_dataset_dir(dataset) / POOL_DIR).glob(f"*/{digest}.*"):
         raise ValueError(f"{label}: this photo is already in the dataset (under '{existing.parent.name}').")
     path = folder / f"{digest}{extension}"
-    _write_atomic(path, data)
+    write_bytes_atomic(path, data)
     return path
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from core.config import limits, runs_dir
+from core.files import write_json_atomic
 from core.heads import Head, KerasHead
 from core.training import TrainConfig, TrainResult
 
@@ -70,14 +71,7 @@ class LoadedRun:
 
 def _write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: readers see the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, default=_json_default)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, data, indent=2, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -289,14 +283,24 @@ def cleanup_stale(max_age_seconds: float = 3600.0) -> int:
     return removed
 
 
-def export_run_zip(run_id: str) -> bytes:
-    """The whole run folder as zip bytes (entries under ``<run_id>/``), for a download button or the CLI."""
-    path = _existing_run(run_id)
+def _zip_folder(folder: Path, prefix: str) -> bytes:
+    """Every file below ``folder`` as zip bytes, under ``prefix/``."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            archive.write(file, f"{run_id}/{file.relative_to(path).as_posix()}")
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            archive.write(file, f"{prefix}/{file.relative_to(folder).as_posix()}")
     return buffer.getvalue()
+
+
+def export_run_zip(run_id: str) -> bytes:
+    """The whole run folder as zip bytes (entries under ``<run_id>/``), for a download button or the CLI."""
+    return _zip_folder(_existing_run(run_id), run_id)
+
+
+def export_savedmodel_zip(run_id: str) -> bytes:
+    """The run's Keras head exported as a TensorFlow SavedModel, zipped (entries under ``<run_id>_saved_model/``)."""
+    with tempfile.TemporaryDirectory(prefix="facelab-export-") as tmp:
+        return _zip_folder(export_savedmodel(run_id, Path(tmp) / "saved_model"), f"{run_id}_saved_model")
 
 
 def export_savedmodel(run_id: str, dest: Path | str) -> Path:

@@ -14,7 +14,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import weights_dir
+from core.files import write_atomic
 
 ENV_VGGFACE = "FACELAB_VGGFACE_WEIGHTS"
 _CHUNK = 1 << 20
@@ -167,27 +167,13 @@ def pinned_sha256(path: Path) -> str | None:
     return text[0].lower() if text else None
 
 
-def _write_atomic(target: Path, write: Callable[[Any], None], mode: str = "wb",
-                  check: Callable[[Path], None] | None = None) -> None:
-    """Write ``target`` through a temp file in its folder so it is complete or absent, never half written.
-
-    ``check`` sees the finished temp file and may raise to refuse it.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(handle, mode) as out:
-            write(out)
-        if check:
-            check(Path(temp))
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+def _write_atomic(target: Path, write: Callable[[Any], None], check: Callable[[Path], None] | None = None) -> None:
+    """Atomic write with a ``.<name>.…part`` temp file, recognisable as an unfinished download."""
+    write_atomic(target, write, check=check, prefix=f".{target.name}.", suffix=".part")
 
 
 def _pin(path: Path, digest: str) -> None:
-    _write_atomic(sidecar(path), lambda out: out.write(f"{digest}  {path.name}\n"), mode="w")
+    _write_atomic(sidecar(path), lambda out: out.write(f"{digest}  {path.name}\n".encode()))
 
 
 def verify(path: Path, name: str | None = None) -> str:

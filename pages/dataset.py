@@ -16,8 +16,7 @@ import streamlit as st
 
 from core import importer
 from core.dataset import FACES_COLUMN, Audit, fingerprint, page, page_count, thumbnail
-from pages.common import (dataset_audit, dataset_picker, detector, ensure_app_navigation, progress_callback,
-                          user_errors)
+from pages.common import dataset_audit, dataset_picker, detector, ensure_app_navigation, progress_callback, user_errors
 
 ensure_app_navigation()
 
@@ -288,7 +287,8 @@ def builder_tab() -> None:
 
 st.title("Dataset")
 show_flash()
-audit_view, import_view, builder_view = st.tabs(["Audit", "Import a zip", "Builder"])
+# Keyed, so the chosen tab survives a rerun that shows (or drops) a flash message above it.
+audit_view, import_view, builder_view = st.tabs(["Audit", "Import a zip", "Builder"], key="ds_tabs")
 with audit_view:
     audit_tab()
 with import_view:

@@ -21,8 +21,19 @@ import streamlit as st
 from core.dataset import fingerprint, page, page_count, scan, thumbnail
 from core.embeddings import Source
 from core.images import ImageError, downscale, encode_jpeg, load_image
-from core.prediction import (FacePrediction, PhotoPrediction, Predictor, UnknownRule, accuracy,
-                             annotated_zip, per_person, photo_sources, predictions_csv, predictor_for_run, relabel)
+from core.prediction import (
+    FacePrediction,
+    PhotoPrediction,
+    Predictor,
+    UnknownRule,
+    accuracy,
+    annotated_zip,
+    per_person,
+    photo_sources,
+    predictions_csv,
+    predictor_for_run,
+    relabel,
+)
 from core.runs import RunInfo, active_run, list_runs
 from pages.common import dataset_picker, ensure_app_navigation, progress_callback, user_errors
 

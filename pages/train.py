@@ -9,13 +9,10 @@ else — embedding, training, saving, evaluation — is ``core`` code shared wit
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -581,17 +578,6 @@ def runs_frame(runs: list[Any], active: str | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def savedmodel_zip(run_id: str) -> bytes:
-    """The run's Keras head exported as a TensorFlow SavedModel, zipped for download."""
-    with tempfile.TemporaryDirectory(prefix="facelab-export-") as tmp:
-        folder = run_store.export_savedmodel(run_id, Path(tmp) / "saved_model")
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-                archive.write(file, f"{run_id}_saved_model/{file.relative_to(folder).as_posix()}")
-        return buffer.getvalue()
-
-
 def run_actions(info: Any, active: str | None) -> None:
     left, middle, right = st.columns(3)
     with left:
@@ -613,7 +599,7 @@ def run_actions(info: Any, active: str | None) -> None:
                            file_name=f"facelab_run_{info.id}.zip", mime="application/zip", key="tr_run_zip",
                            help="Every file of the run: model, labels, settings, history and metrics.")
         exportable = info.head in KerasHead.BUILDERS
-        st.download_button("Download SavedModel (zip)", lambda: savedmodel_zip(info.id),
+        st.download_button("Download SavedModel (zip)", lambda: run_store.export_savedmodel_zip(info.id),
                            file_name=f"facelab_savedmodel_{info.id}.zip", mime="application/zip",
                            key="tr_run_savedmodel", disabled=not exportable,
                            help="The head as a TensorFlow SavedModel: raw embeddings in, probabilities out "

@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from core import verify_service as service
 from core.backbones import BACKBONES, default_backbone
 from core.barcode import barcode_matrix, difference_barcode, shared_scale
 from core.calibration import Calibration, load_calibration
@@ -23,7 +24,6 @@ from core.detection import DEFAULT_DETECTOR, DETECTORS
 from core.embeddings import Pipeline
 from core.images import IMAGE_EXTENSIONS, content_hash
 from core.verification import METRICS, TSNE_MIN_POINTS, Verdict
-from core import verify_service as service
 from pages.common import backbone, dataset_picker, detector, ensure_app_navigation, progress_callback, user_errors
 
 ensure_app_navigation()

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import core.calibration as calibration_module
+import core.files as files_module
 from core.calibration import (
     MIN_IMPOSTOR,
     ROC_POINTS,
@@ -288,7 +289,7 @@ def test_a_failed_save_leaves_no_file(synthetic_calibration, monkeypatch):
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(calibration_module.os, "replace", broken_replace)
+    monkeypatch.setattr(files_module.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         save_calibration(synthetic_calibration)
     assert list((cache_dir() / "calibrations").iterdir()) == []

@@ -10,8 +10,7 @@ from core.training import TrainConfig
 keras = pytest.importorskip("keras")
 
 from core.backbones.vggface16 import build_vggface16  # noqa: E402
-from core.finetune import (FinetunedHead, build_finetune_model, set_phase, train_finetune,  # noqa: E402
-                           trainable_layer_names)
+from core.finetune import FinetunedHead, build_finetune_model, set_phase, train_finetune, trainable_layer_names  # noqa: E402
 
 SIZE = 32
 

@@ -21,9 +21,23 @@ from core.backbones.base import Backbone
 from core.detection.base import Detector, Face
 from core.embeddings import Pipeline
 from core.heads import CentroidHead
-from core.prediction import (CSV_COLUMNS, UNKNOWN_LABEL, FacePrediction, PhotoPrediction, Predictor, UnknownRule,
-                             accuracy, annotated_zip, calibrate_max_distance, confusion_table, nearest_by_person,
-                             per_person, photo_sources, predictions_csv, relabel)
+from core.prediction import (
+    CSV_COLUMNS,
+    UNKNOWN_LABEL,
+    FacePrediction,
+    PhotoPrediction,
+    Predictor,
+    UnknownRule,
+    accuracy,
+    annotated_zip,
+    calibrate_max_distance,
+    confusion_table,
+    nearest_by_person,
+    per_person,
+    photo_sources,
+    predictions_csv,
+    relabel,
+)
 from tests.conftest import ROOT, image_bytes, shared_dataset
 
 # --- the rule and the distance helpers -----------------------------------------------------------------

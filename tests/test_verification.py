@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import core.verification as verification_module
-
 from core.calibration import calibrate
 from core.verification import (
     DLIB_EUCLIDEAN_THRESHOLD,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
+
 import numpy as np
 
 from core import weights as weight_files

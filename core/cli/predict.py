@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from core.cli._pipeline import progress_printer
+from core.files import write_bytes_atomic
 
 HELP = "name every face in the test split of a dataset (or a folder of photos) with a trained run"
 
@@ -24,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.images import encode_jpeg, load_image
-    from core.prediction import (UnknownRule, accuracy, confusion_table, photo_sources, predictor_for_run)
+    from core.prediction import UnknownRule, accuracy, confusion_table, photo_sources, predictor_for_run
     from core.runs import active_run
 
     run_id = active_run() if args.run == "active" else args.run
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for path, photo in zip(paths, photos):
             if photo.error is None:
                 name = _unique(f"{path.parent.name}__{path.stem}", written)
-                _write_atomic(out_dir / f"{name}.jpg", encode_jpeg(predictor.annotate(load_image(path), photo)))
+                write_bytes_atomic(out_dir / f"{name}.jpg", encode_jpeg(predictor.annotate(load_image(path), photo)))
     acc = accuracy(photos)
     result: dict[str, Any] = {
         "run": run_id, "images": [p.to_dict() for p in photos], "accuracy": acc,
@@ -77,14 +76,3 @@ def _unique(stem: str, taken: set[str]) -> str:
     taken.add(name)
     return name
 
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    """Write through a temp file in the same folder, so an interrupted run never leaves half an image."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
