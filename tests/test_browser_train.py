@@ -52,7 +52,7 @@ def test_train_page_trains_and_shows_results(page, live_app, artifacts_dir: Path
     assert page.get_by_text("stopped by you").count() == 1
     page.get_by_text("Confusion matrix (validation)").first.wait_for(timeout=30_000)
     page.get_by_text("Misclassified validation photos").first.wait_for(timeout=30_000)
-    assert page.get_by_text("Validation accuracy", exact=True).count() == 1
+    page.get_by_text("Validation accuracy", exact=True).first.wait_for(timeout=30_000)
     assert page.locator(CHARTS).count() >= 3
     assert "Traceback" not in page.content()
     page.set_viewport_size({"width": 1400, "height": 4200})

@@ -163,8 +163,8 @@ def test_bad_config_is_refused(data: dict, field: str, value: object, message: s
         train_head(TrainConfig(**{field: value}), *data["train"])
 
 
-def test_finetune_mode_is_reserved(data: dict) -> None:
-    with pytest.raises(ValueError, match="only mode='head'"):
+def test_finetune_mode_is_not_a_head(data: dict) -> None:
+    with pytest.raises(ValueError, match="goes through train_on_dataset"):
         train_head(TrainConfig(mode="finetune"), *data["train"])
 
 
