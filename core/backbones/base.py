@@ -23,10 +23,12 @@ class Backbone(ABC):
     fine_tunable: bool = False
     margin: float = 0.2  # crop margin around the detector box, as a fraction of its size
 
+    _weights_id: str = "builtin"  # subclasses set the checksum of the weights they loaded
+
     @property
     def weights_id(self) -> str:
         """Checksum (or other identity) of the loaded weights; part of every cache key."""
-        return "builtin"
+        return self._weights_id
 
     def cache_key(self) -> str:
         return f"{self.name}:{self.weights_id}"

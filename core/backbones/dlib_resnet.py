@@ -60,10 +60,6 @@ class DlibResNet(Backbone):
         self._model = dlib.face_recognition_model_v1(str(path))
         self._lock = threading.Lock()
 
-    @property
-    def weights_id(self) -> str:
-        return self._weights_id
-
     def cache_key(self) -> str:
         return f"{self.name}:{self.weights_id}:jitter{self.num_jitters}:{'flip' if self.flip_average else 'noflip'}"
 

@@ -172,10 +172,6 @@ class VGGFace16(Backbone):
         self._embedder = keras.Model(self.model.input, self.model.get_layer(output_layer).output)
         self._lock = threading.Lock()
 
-    @property
-    def weights_id(self) -> str:
-        return self._weights_id
-
     def cache_key(self) -> str:
         return f"{self.name}:{self.layer}:{self.weights_id}"
 
