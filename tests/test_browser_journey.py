@@ -114,10 +114,7 @@ def test_build_audit_train_predict_verify(page, live_app, artifacts_dir: Path) -
     # 1 · Builder: a dataset made of uploaded photos, split into train / validation / test.
     page.goto(f"{url}/dataset")
     page.get_by_role("heading", name="Dataset").first.wait_for(timeout=60_000)
-    try:
-        build_dataset(page, people)
-    except Exception:
-        page.screenshot(path=str(artifacts_dir / 'debug.png'), full_page=True); raise
+    build_dataset(page, people)
     for split, n in zip(("train", "validation", "test"), expected):  # really on disk, in the fresh home
         assert sum(1 for _ in (home / "datasets" / DATASET / split).glob("*/*")) == n
     settle(page)
