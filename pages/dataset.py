@@ -102,11 +102,13 @@ def show_gallery(result: Audit) -> None:
 
 def show_face_counts(result: Audit) -> None:
     """Faces per photo (0 / 1 / many) with a chosen detector, computed on request: detection is slow."""
-    from core.detection import DETECTORS
+    from core.detection import DEFAULT_DETECTOR, DETECTORS
 
     st.subheader("Faces per photo")
     entries = DETECTORS.entries()
-    name = st.selectbox("Detector", list(entries), format_func=lambda n: entries[n].label, key="ds_face_detector")
+    names = list(entries)
+    name = st.selectbox("Detector", names, index=names.index(DEFAULT_DETECTOR), format_func=lambda n: entries[n].label,
+                        key="ds_face_detector")
     key = ("faces", str(result.dataset.root), fingerprint(result.dataset), name)
     if st.button("Count faces", key="ds_count_faces", help=entries[name].description):
         from core.detection import count_faces
