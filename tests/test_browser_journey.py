@@ -86,6 +86,7 @@ def build_dataset(page, people: dict[str, list[Path]]) -> None:  # noqa: ANN001
     page.get_by_text(f"Created '{DATASET}'.").wait_for(timeout=30_000)
     for person, photos in people.items():
         settle(page)
+        page.get_by_role("tab", name="Builder").click()  # idempotent; keeps the form in view after reruns
         type_into(page, "Person's name", person)
         page.get_by_role("button", name="Add person").click()
         page.get_by_text(f"Added {person}.", exact=True).wait_for(timeout=30_000)
