@@ -131,3 +131,20 @@ def page(browser, live_app):
             else page.foreign_requests.append(r.url))
     yield page
     context.close()
+
+
+def open_page(page: str, timeout: float = 180, **session_state: object):
+    """An AppTest of the whole app switched to ``page`` (e.g. "pages/verify.py"), with ``session_state`` preset.
+
+    Going through app.py exercises the real navigation; the page must render without an exception.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    at.run()
+    for key, value in session_state.items():
+        at.session_state[key] = value
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import importer
 from core.config import datasets_dir
-from tests.conftest import ROOT, image_bytes, noise_image
+from tests.conftest import image_bytes, noise_image, open_page
 
 
 def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -45,12 +45,7 @@ DECODABLE = {  # unusual but valid photos: decoded (no face in them), never an e
 
 
 def app_on(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page(page)
-    at.run()
-    assert not at.exception
-    return at
+    return open_page(page)
 
 
 @pytest.mark.parametrize("name", sorted(UNUSABLE))

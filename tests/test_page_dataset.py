@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import importer
 from core.config import datasets_dir
-from tests.conftest import ROOT, image_bytes, noise_image
+from tests.conftest import image_bytes, noise_image, open_page
 
 
 def png(seed: int) -> bytes:
@@ -42,12 +42,7 @@ def values(data: list | dict) -> list:
 
 
 def page_app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/dataset.py")
-    at.run()
-    assert not at.exception
-    return at
+    return open_page("pages/dataset.py", timeout=60)
 
 
 @pytest.fixture

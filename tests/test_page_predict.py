@@ -13,7 +13,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from core.prediction import Predictor
-from tests.conftest import ROOT, image_bytes, noise_image, shared_dataset
+from tests.conftest import image_bytes, noise_image, open_page, shared_dataset
 
 TRAIN_PER_PERSON = 4
 
@@ -82,12 +82,7 @@ def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def page_app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page("pages/predict.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("pages/predict.py")
 
 
 def metrics(at: AppTest) -> dict[str, str]:

@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from core import runs as run_store
 from core.backbones import BACKBONES
 from core.training import TrainConfig, train_head
-from tests.conftest import ROOT, SHARED_DATASETS, image_bytes, noise_image, shared_dataset
+from tests.conftest import SHARED_DATASETS, image_bytes, noise_image, open_page, shared_dataset
 
 JOB = "tr_job"
 FIVE = "five_celebrity_faces"
@@ -56,13 +56,7 @@ def synthetic(root: Path, people: dict[str, int]) -> Path:
 
 def train_page() -> AppTest:
     """The Train page with the fast dlib HOG detector preselected (MTCNN would load TensorFlow for the estimate)."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.session_state["tr_detector"] = "dlib-hog"
-    at.switch_page("pages/train.py")
-    at.run()
-    assert not at.exception
-    return at
+    return open_page("pages/train.py", tr_detector="dlib-hog")
 
 
 def pick(at: AppTest, dataset: str, detector: str = "dlib-hog") -> None:

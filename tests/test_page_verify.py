@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, image_bytes, shared_dataset
+from tests.conftest import image_bytes, open_page, shared_dataset
 
 
 def photo(person: str, index: int) -> bytes:
@@ -30,11 +30,7 @@ def mini_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def verify_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page("pages/verify.py")
-    at.run()
-    assert not at.exception
+    at = open_page("pages/verify.py")
     at.selectbox(key="vf_detector").select("dlib-hog")
     at.run()
     return at
