@@ -148,3 +148,12 @@ def open_page(page: str, timeout: float = 180, **session_state: object):
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def identity_clusters(people: int, per_person: int, dim: int, noise: float, seed: int = 0,
+                      prefix: str = "person_") -> tuple[np.ndarray, list[str]]:
+    """Synthetic embeddings: ``per_person`` noisy copies of a random centre per identity, with their labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(people, dim))
+    labels = np.repeat(np.arange(people), per_person)
+    return centres[labels] + noise * rng.normal(size=(len(labels), dim)), [f"{prefix}{i}" for i in labels]

@@ -33,7 +33,7 @@ from core.calibration import (
 from core.config import cache_dir
 from core.images import load_image
 from core.verification import METRICS, ZeroEmbeddingError, logistic_confidence, nearest, verify
-from tests.conftest import shared_dataset
+from tests.conftest import identity_clusters, shared_dataset
 
 CONTEXT = {"dataset": "sha256:abc", "detector": "mtcnn", "align": True, "backbone": "vgg-face", "weights": "w1"}
 
@@ -44,10 +44,7 @@ def uniform_grid(low: float, high: float, count: int = 1000) -> np.ndarray:
 
 
 def clusters(people: int = 8, per_person: int = 6, dim: int = 24, noise: float = 0.6, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(people, dim))
-    labels = np.repeat(np.arange(people), per_person)
-    return centres[labels] + noise * rng.normal(size=(len(labels), dim)), [f"p{i}" for i in labels]
+    return identity_clusters(people, per_person, dim, noise, seed, prefix="p")
 
 
 @pytest.fixture(scope="module")

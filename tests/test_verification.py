@@ -25,16 +25,14 @@ from core.verification import (
     project_2d,
     verify,
 )
+from tests.conftest import identity_clusters
 
 SCALAR = {"cosine": cosine_distance, "euclidean": euclidean_distance, "euclidean_l2": euclidean_l2_distance}
 
 
 def clusters(people: int = 6, per_person: int = 8, dim: int = 32, noise: float = 0.4, seed: int = 0):
     """Embeddings of ``people`` well-separated identities, with their labels."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(people, dim))
-    labels = np.repeat(np.arange(people), per_person)
-    return centres[labels] + noise * rng.normal(size=(len(labels), dim)), [f"person_{i}" for i in labels]
+    return identity_clusters(people, per_person, dim, noise, seed)
 
 
 @pytest.fixture(scope="module")
