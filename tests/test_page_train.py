@@ -68,13 +68,16 @@ def pick(at: AppTest, dataset: str, detector: str = "dlib-hog") -> None:
 
 
 def wait(at: AppTest, done: Callable[[Any], bool], timeout: float = 240) -> Any:
-    """Rerun the page (as the fragment's timer would) until ``done(job)``; fails with the job's state on timeout."""
+    """Rerun the page (as the fragment's timer would) until ``done(job)``, then once more so the page shows that state."""
     deadline = time.monotonic() + timeout
     while True:
         at.run()
         assert not at.exception
         job = at.session_state[JOB]
         if done(job):
+            # The job's thread may have moved on while that rerun was drawing: draw the state just checked.
+            at.run()
+            assert not at.exception
             return job
         if time.monotonic() > deadline:
             pytest.fail(f"training job stuck in phase {job.phase} ({job.photos_done} photos, {len(job.epochs)} epochs)")
