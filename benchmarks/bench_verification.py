@@ -49,7 +49,7 @@ from core.images import load_image  # noqa: E402
 SHARED = Path(os.environ.get("FACELAB_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
 PAD = 0.25
 VARIANTS: dict[str, tuple[dict, bool]] = {  # name → (DlibResNet settings, pad before detection)
-    "plain": ({}, False),
+    "plain": ({"flip_average": False}, False),
     "flip": ({"flip_average": True}, False),
     "jitter5": ({"num_jitters": 5}, False),
     "flip+pad": ({"flip_average": True}, True),
@@ -151,7 +151,7 @@ def timing(detector_name: str, backbone_settings: dict, repeats: int) -> None:
 
     def once(with_steps: bool) -> float:
         start = time.perf_counter()
-        first, second = (service.analyse_photo(pipeline, data, f"photo{i}", with_steps) for i, data in enumerate(photos))
+        first, second = service.analyse_photos(pipeline, [(data, f"photo{i}") for i, data in enumerate(photos)], with_steps)
         service.compare(pipeline, first.face(0), second.face(0))
         return time.perf_counter() - start
 

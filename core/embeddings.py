@@ -114,10 +114,12 @@ class Pipeline:
 
     def faces(self, image: np.ndarray, keep_steps: bool = False) -> list[tuple[Face, AlignedFace]]:
         """Detect and align every face in one decoded image (largest first)."""
-        return [
-            (face, self.backbone.align(image, face, rotate=self.align, keep_steps=keep_steps))
-            for face in self.detector.detect(image)
-        ]
+        return self.faces_many([image], keep_steps)[0]
+
+    def faces_many(self, images: Sequence[np.ndarray], keep_steps: bool = False) -> list[list[tuple[Face, AlignedFace]]]:
+        """:meth:`faces` for several images, detected in one batch where the detector can."""
+        return [[(face, self.backbone.align(image, face, rotate=self.align, keep_steps=keep_steps)) for face in found]
+                for image, found in zip(images, self.detector.detect_many(images))]
 
     def embed(self, sources: Sequence[Source], progress: Progress | None = None,
               cache: EmbeddingCache | None = None) -> list[ImageResult]:

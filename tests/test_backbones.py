@@ -320,3 +320,44 @@ def test_dlib_identity(dlib_resnet) -> None:
     assert BACKBONES.entry("dlib-resnet").available() is None
     assert dlib_resnet.weights_id == hashlib.sha256(model_path().read_bytes()).hexdigest()[:16]
     assert (dlib_resnet.input_size, dlib_resnet.embedding_dim, dlib_resnet.fine_tunable) == (150, 128, False)
+
+
+def test_worker_processes_give_the_in_process_descriptors(dlib_resnet, celebrity_faces) -> None:
+    from core.backbones import _dlib_pool
+
+    chips = np.stack([dlib_resnet.align(image, face).crop for image, face in celebrity_faces["madonna"]])
+    pool = _dlib_pool.pool_for(dlib_resnet._path)
+    assert pool is not None and len(pool._workers) == _dlib_pool.worker_count() >= 1
+    np.testing.assert_array_equal(pool.describe(chips, 0), dlib_resnet._describe_here(chips))
+    assert pool.describe(chips[:1], 0).shape == (1, 128)  # fewer chips than workers
+
+
+def test_a_dead_worker_falls_back_to_this_process(celebrity_faces, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.backbones import _dlib_pool
+    from core.backbones.dlib_resnet import DlibResNet, model_path
+
+    monkeypatch.setattr(_dlib_pool, "_pools", {})  # a private pool for this test, not the session's
+    backbone = DlibResNet(flip_average=False)
+    chip = backbone.align(*celebrity_faces["elton_john"][0]).crop[None]
+    expected = backbone.embed(chip)
+    pool = _dlib_pool.pool_for(model_path())
+    for worker in pool._workers:
+        worker.process.kill()
+        worker.process.wait()
+    np.testing.assert_array_equal(backbone.embed(chip), expected)
+    assert _dlib_pool.pool_for(model_path()) is None  # in-process from now on
+
+
+def test_worker_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.backbones import _dlib_pool
+
+    monkeypatch.setenv(_dlib_pool.WORKERS_ENV, "0")
+    assert _dlib_pool.worker_count() == 0
+    monkeypatch.setattr(_dlib_pool, "_pools", {})
+    assert _dlib_pool.pool_for(Path("any.dat")) is None  # 0: no worker processes at all
+    for bad in ("-1", "two", "1.5"):
+        monkeypatch.setenv(_dlib_pool.WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match="FACELAB_DLIB_WORKERS must be a whole number"):
+            _dlib_pool.worker_count()
+    monkeypatch.delenv(_dlib_pool.WORKERS_ENV)
+    assert 1 <= _dlib_pool.worker_count() <= _dlib_pool.MAX_DEFAULT_WORKERS

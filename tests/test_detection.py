@@ -12,7 +12,7 @@ from PIL import Image
 from core.alignment import eye_angle
 from core.detection import DEFAULT_DETECTOR, DETECTORS, Detector, Face
 from core.detection._dlib_landmarks import five_point_landmarks, shape_for
-from core.detection.base import clip_face
+from core.detection.base import BoxMap, clip_face
 from core.detection.dlib_cnn import DlibCnnDetector
 from core.detection.dlib_hog import DlibHogDetector
 from core.detection.haar import HaarDetector, best_eye_pair
@@ -202,3 +202,50 @@ def test_clip_face_keeps_boxes_inside_the_image() -> None:
     assert clip_face(Face((-5, -10, 30, 30), 1.0), 100, 100).box == (0, 0, 25, 20)
     assert clip_face(Face((90, 95, 30, 30), 1.0), 100, 100).box == (90, 95, 10, 5)
     assert clip_face(Face((150, 150, 10, 10), 1.0), 100, 100).box[2:] == (0, 0)
+
+
+def test_box_map_frames_a_box_like_dlib() -> None:
+    square = BoxMap(dx=0.0, dy=0.0, side_w=1.0, side_h=1.0)
+    assert square.apply((10, 20, 40, 40)) == (10, 20, 40, 40)
+    # MTCNN-shaped box 80×100 at (100, 50): centre (140, 100) moves down 0.1 × 100; side (80 + 100·0.8) / 2 = 80.
+    assert BoxMap(dx=0.0, dy=0.1, side_w=1.0, side_h=0.8).apply((100, 50, 80, 100)) == (100, 70, 80, 80)
+
+
+def test_dlib_box_travels_with_the_face() -> None:
+    face = Face((10, 20, 30, 40), 0.9, dlib_box=(8, 26, 34, 34))
+    assert face.landmark_box == (8, 26, 34, 34) and Face((1, 2, 3, 4), 1.0).landmark_box == (1, 2, 3, 4)
+    assert face.scaled(0.5).dlib_box == (16, 52, 68, 68)
+    assert Face.from_dict(face.to_dict()) == face
+    assert Face.from_dict({"box": [1, 2, 3, 4], "score": 1.0}).dlib_box is None  # cache entries from before
+    assert clip_face(Face((-5, 0, 30, 30), 1.0, dlib_box=(-6, 2, 31, 31)), 100, 100).dlib_box == (-6, 2, 31, 31)
+
+
+def test_mtcnn_faces_carry_a_dlib_framed_box_and_the_map_is_in_the_cache_key(photos: list[np.ndarray]) -> None:
+    mtcnn = detector("mtcnn")
+    face = mtcnn.detect(photos[0])[0]
+    x, y, w, h = face.box
+    bx, by, side, same = face.dlib_box
+    assert side == same and by + side / 2 > y + h / 2  # a square, lower than MTCNN's taller box
+    assert str(MtcnnDetector.dlib_box_map) in mtcnn.cache_key()
+    assert detector("dlib-hog").detect(photos[0])[0].dlib_box is None  # dlib's own boxes need no framing
+
+
+def test_mtcnn_large_min_face_size_works_on_any_photo(photos: list[np.ndarray]) -> None:
+    """The mtcnn package's pyramid failed with min_face_size 40 on a 640×480 photo (P-Net got a 2×3 level)."""
+    frame = np.asarray(Image.fromarray(photos[0]).resize((640, 480)))
+    for size in (40, 120):
+        faces = DETECTORS.get("mtcnn", min_face_size=size).detect(frame)
+        assert faces and faces[0].box[2] >= 0.8 * size
+    assert DETECTORS.get("mtcnn", min_face_size=400).detect(np.zeros((30, 30, 3), np.uint8)) == []  # shrunk to 2×2
+
+
+def test_detect_many_gives_what_detect_gives(photos: list[np.ndarray]) -> None:
+    mtcnn = detector("mtcnn")
+    same_size = [np.asarray(Image.fromarray(p).resize((320, 240))) for p in photos]
+    for batch in (same_size, photos):  # one batched call, then photos of three sizes
+        for one, many in zip((mtcnn.detect(p) for p in batch), mtcnn.detect_many(batch)):
+            assert len(one) == len(many)
+            for a, b in zip(one, many):
+                assert np.allclose(a.box, b.box, atol=1) and a.score == pytest.approx(b.score, abs=1e-3)
+    assert mtcnn.detect_many([]) == []
+    assert [len(f) for f in detector("haar").detect_many(photos[:2])] == [len(detector("haar").detect(p)) for p in photos[:2]]

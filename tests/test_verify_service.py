@@ -84,6 +84,19 @@ def test_no_face_and_non_image_give_clear_errors(pipeline: Pipeline) -> None:
         service.analyse_photo(pipeline, b"plain text", "notes.jpg")
 
 
+def test_several_photos_at_once_give_what_one_at_a_time_gives(pipeline: Pipeline, five_celebrity: Path) -> None:
+    paths = [photo_path(five_celebrity, person, 0) for person in ("madonna", "elton_john")]
+    together = service.analyse_photos(pipeline, [(path.read_bytes(), path.name) for path in paths], with_steps=True)
+    for path, batched in zip(paths, together):
+        alone = analyse(pipeline, path, with_steps=True)
+        assert batched.name == path.name and len(batched.faces) == len(alone.faces)
+        np.testing.assert_allclose(batched.face(0).embedding, alone.face(0).embedding, atol=1e-6)
+        assert batched.face(0).network_input.shape == alone.face(0).network_input.shape
+    blank = image_bytes(np.full((200, 200, 3), 128, np.uint8))
+    with pytest.raises(service.NoFaceError, match="^second.png: no face"):
+        service.analyse_photos(pipeline, [(paths[0].read_bytes(), "first.jpg"), (blank, "second.png")])
+
+
 def test_asking_for_a_missing_face_names_how_many_there_are(pipeline: Pipeline, five_celebrity: Path) -> None:
     analysis = analyse(pipeline, photo_path(five_celebrity, "madonna", 0))
     with pytest.raises(ValueError, match="there is no face 3; the photo has 1"):

@@ -12,12 +12,13 @@ import math
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from core import weights as weight_files
 from core.alignment import AlignedFace, transform_point
-from core.backbones import BACKBONES
+from core.backbones import BACKBONES, _dlib_pool
 from core.backbones.base import Backbone
 from core.detection._dlib_landmarks import dlib_unavailable_reason, shape_for
 from core.detection.base import Face, check_rgb, order_eyes
@@ -50,16 +51,17 @@ class DlibResNet(Backbone):
     fine_tunable = False
 
     def __init__(self, num_jitters: int = 0, flip_average: bool = True) -> None:
-        import dlib
+        import dlib  # noqa: F401 - fail here, with the registry's message, when dlib is missing
 
         if int(num_jitters) != num_jitters or num_jitters < 0:
             raise ValueError(f"num_jitters must be a whole number ≥ 0, got {num_jitters}")
         self.num_jitters = int(num_jitters)
         self.flip_average = bool(flip_average)
-        path = model_path()
-        self._weights_id = weight_files.sha256_of(path)[:16]
-        self._model = dlib.face_recognition_model_v1(str(path))
+        self._path = model_path()
+        self._weights_id = weight_files.sha256_of(self._path)[:16]
+        self._model: Any = None  # in-process copy, loaded only when there are no worker processes
         self._lock = threading.Lock()
+        _dlib_pool.pool_for(self._path)  # start the workers now: they load the model while the app goes on
 
     def cache_key(self) -> str:
         return f"{self.name}:{self.weights_id}:jitter{self.num_jitters}:{'flip' if self.flip_average else 'noflip'}"
@@ -77,7 +79,7 @@ class DlibResNet(Backbone):
         import dlib
 
         check_rgb(image)
-        shape = shape_for(image, face.box)
+        shape = shape_for(image, face.landmark_box)
         details = dlib.get_face_chip_details(shape, size=CHIP_SIZE, padding=CHIP_PADDING)
         chip = dlib.extract_image_chip(np.ascontiguousarray(image), details)
         points = [(float(p.x), float(p.y)) for p in shape.parts()]
@@ -103,17 +105,32 @@ class DlibResNet(Backbone):
             rotated_eyes=(transform_point(matrix, eyes[0]), transform_point(matrix, eyes[1])),
         )
 
-    def _descriptors(self, chips: list[np.ndarray]) -> np.ndarray:
-        """One dlib call per chip, yielding between calls.
+    def _describe(self, chips: np.ndarray) -> np.ndarray:
+        """Descriptors of (N, 150, 150, 3) chips, in the worker processes when there are any."""
+        pool = _dlib_pool.pool_for(self._path)
+        if pool is not None:
+            try:
+                return pool.describe(chips, self.num_jitters)
+            except RuntimeError as exc:
+                _dlib_pool.give_up(self._path, exc)
+        return self._describe_here(chips)
+
+    def _describe_here(self, chips: np.ndarray) -> np.ndarray:
+        """One dlib call per chip in this process, yielding between calls.
 
         dlib holds the GIL for a whole call: a 32-chip batch froze every other browser session's
         page for seconds (Python work 90× slower). Per-chip calls cost dlib nothing measurable on
         a CPU, and ``time.sleep(0)`` lets the other threads run between them.
         """
+        import dlib
+
         vectors = []
-        for chip in chips:
-            vectors.append(self._model.compute_face_descriptor(chip, num_jitters=self.num_jitters))
-            time.sleep(0)
+        with self._lock:
+            if self._model is None:
+                self._model = dlib.face_recognition_model_v1(str(self._path))
+            for chip in chips:
+                vectors.append(self._model.compute_face_descriptor(np.ascontiguousarray(chip), num_jitters=self.num_jitters))
+                time.sleep(0)
         return np.asarray(vectors, dtype=np.float32).reshape(len(chips), self.embedding_dim)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
@@ -122,13 +139,13 @@ class DlibResNet(Backbone):
             raise ValueError(f"dlib-resnet needs uint8 face chips of shape (N, {CHIP_SIZE}, {CHIP_SIZE}, 3), "
                              f"got {crops.dtype} {crops.shape}")
         out = np.empty((len(crops), self.embedding_dim), dtype=np.float32)
-        with self._lock:
-            for start in range(0, len(crops), BATCH_SIZE):
-                batch = crops[start:start + BATCH_SIZE]
-                vectors = self._descriptors([np.ascontiguousarray(c) for c in batch])
-                if self.flip_average:
-                    vectors = (vectors + self._descriptors([np.ascontiguousarray(c[:, ::-1]) for c in batch])) / 2
-                out[start:start + len(batch)] = vectors
+        for start in range(0, len(crops), BATCH_SIZE):  # batches, so other callers' faces get their turn between them
+            batch = crops[start:start + BATCH_SIZE]
+            if self.flip_average:
+                both = self._describe(np.concatenate([batch, batch[:, :, ::-1]]))
+                out[start:start + len(batch)] = (both[:len(batch)] + both[len(batch):]) / 2
+            else:
+                out[start:start + len(batch)] = self._describe(batch)
         return out
 
 

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     data = [_read(args.image1), _read(args.image2)]  # fail on a missing file before loading any model
     pipeline = build_pipeline(args)
-    photos = [service.analyse_photo(pipeline, raw, name) for raw, name in zip(data, (args.image1, args.image2))]
+    photos = service.analyse_photos(pipeline, list(zip(data, (args.image1, args.image2))))
     faces = [photos[0].face(args.face1), photos[1].face(args.face2)]
     calibration_root = resolve(args.calibration) if args.calibration else None
     calibration = service.find_calibration(pipeline, calibration_root)

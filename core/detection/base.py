@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,9 @@ class Face:
     """One detected face in original-image pixel coordinates.
 
     ``left_eye`` is the eye on the image's left (the person's right eye), so the
-    alignment angle is measured from ``left_eye`` to ``right_eye``.
+    alignment angle is measured from ``left_eye`` to ``right_eye``. ``dlib_box`` is the
+    same face framed as dlib's own detector would frame it (see :class:`BoxMap`); None
+    when ``box`` already is.
     """
 
     box: tuple[int, int, int, int]  # x, y, width, height
@@ -26,6 +29,12 @@ class Face:
     left_eye: Point | None = None
     right_eye: Point | None = None
     landmarks: dict[str, Point] = field(default_factory=dict)
+    dlib_box: tuple[int, int, int, int] | None = None
+
+    @property
+    def landmark_box(self) -> tuple[int, int, int, int]:
+        """The box to fit dlib's shape predictor on: it was trained on dlib detector boxes."""
+        return self.dlib_box or self.box
 
     @property
     def area(self) -> int:
@@ -44,12 +53,14 @@ class Face:
         def point(value: Any) -> Point | None:
             return None if value is None else (float(value[0]), float(value[1]))
 
+        dlib_box = data.get("dlib_box")
         return cls(
             box=tuple(int(v) for v in data["box"]),  # type: ignore[arg-type]
             score=float(data["score"]),
             left_eye=point(data.get("left_eye")),
             right_eye=point(data.get("right_eye")),
             landmarks={k: point(v) for k, v in (data.get("landmarks") or {}).items()},  # type: ignore[misc]
+            dlib_box=None if dlib_box is None else tuple(int(v) for v in dlib_box),  # type: ignore[arg-type]
         )
 
     def scaled(self, factor: float) -> Face:
@@ -60,13 +71,12 @@ class Face:
         def point(p: Point | None) -> Point | None:
             return None if p is None else (p[0] / factor, p[1] / factor)
 
-        return Face(
-            box=tuple(int(round(v / factor)) for v in self.box),  # type: ignore[arg-type]
-            score=self.score,
-            left_eye=point(self.left_eye),
-            right_eye=point(self.right_eye),
-            landmarks={k: point(v) for k, v in self.landmarks.items()},  # type: ignore[misc]
-        )
+        def box(b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+            return tuple(int(round(v / factor)) for v in b)  # type: ignore[return-value]
+
+        return replace(self, box=box(self.box), left_eye=point(self.left_eye), right_eye=point(self.right_eye),
+                       landmarks={k: point(v) for k, v in self.landmarks.items()},  # type: ignore[misc]
+                       dlib_box=None if self.dlib_box is None else box(self.dlib_box))
 
 
 def check_rgb(image: np.ndarray) -> None:
@@ -79,6 +89,28 @@ def check_rgb(image: np.ndarray) -> None:
         raise ImageError(f"the image is empty ({image.shape[1]}×{image.shape[0]} pixels).")
 
 
+@dataclass(frozen=True)
+class BoxMap:
+    """How a detector's boxes sit relative to the square boxes of dlib's HOG detector.
+
+    dlib's 5-point shape predictor (and so every dlib face chip) was trained on dlib
+    detector boxes; fitted on a box of another shape it puts the eye corners off and the
+    chip comes out shifted and scaled. The centre moves by (``dx`` × width, ``dy`` ×
+    height) and the square's side is the mean of ``side_w`` × width and ``side_h`` × height.
+    """
+
+    dx: float
+    dy: float
+    side_w: float
+    side_h: float
+
+    def apply(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x, y, w, h = box
+        side = (self.side_w * w + self.side_h * h) / 2
+        cx, cy = x + w / 2 + self.dx * w, y + h / 2 + self.dy * h
+        return round(cx - side / 2), round(cy - side / 2), round(side), round(side)
+
+
 def order_eyes(a: Point, b: Point) -> tuple[Point, Point]:
     """Return two eye centres as (image-left, image-right)."""
     return (a, b) if a[0] <= b[0] else (b, a)
@@ -89,18 +121,35 @@ class Detector(ABC):
 
     name: str = "?"
     max_side: int = 1280  # detection runs on images no larger than this; boxes are mapped back
+    dlib_box_map: BoxMap | None = None  # None: boxes are already framed like dlib's detector frames them
 
     def __init__(self, **settings: Any) -> None:
         self.settings = dict(sorted(settings.items()))
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in the image, largest first. No face is an empty list, never an error."""
-        check_rgb(image)
-        small, factor = downscale(image, self.max_side)
-        faces = [face.scaled(factor) for face in self._detect(small)]
+        return self.detect_many([image])[0]
+
+    def detect_many(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """:meth:`detect` for several images; detectors whose model takes a batch run them together."""
+        for image in images:
+            check_rgb(image)
+        scaled = [downscale(image, self.max_side) for image in images]
+        found = self._detect_batch([small for small, _ in scaled])
+        return [self._finish(faces, factor, image) for faces, (_, factor), image in zip(found, scaled, images)]
+
+    def _finish(self, faces: list[Face], factor: float, image: np.ndarray) -> list[Face]:
+        """Faces found on the downscaled image, in original pixels, framed for dlib, clipped, largest first."""
+        faces = [face.scaled(factor) for face in faces]
+        if self.dlib_box_map is not None:  # mapped before clipping: the unclipped box says where the face is
+            faces = [replace(face, dlib_box=self.dlib_box_map.apply(face.box)) for face in faces]
         height, width = image.shape[:2]
         faces = [clip_face(face, width, height) for face in faces]
         return sorted((f for f in faces if f.box[2] > 1 and f.box[3] > 1), key=lambda f: -f.area)
+
+    def _detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """One image at a time unless a subclass can do better."""
+        return [self._detect(image) for image in images]
 
     @abstractmethod
     def _detect(self, image: np.ndarray) -> list[Face]:
@@ -108,7 +157,8 @@ class Detector(ABC):
 
     def cache_key(self) -> str:
         """Identity of this detector and its settings, for the embedding cache."""
-        return f"{self.name}:{sorted(self.settings.items())}:{self.max_side}"
+        mapped = "" if self.dlib_box_map is None else f":{self.dlib_box_map}"
+        return f"{self.name}:{sorted(self.settings.items())}:{self.max_side}{mapped}"
 
 
 def clip_face(face: Face, width: int, height: int) -> Face:
@@ -118,4 +168,4 @@ def clip_face(face: Face, width: int, height: int) -> Face:
     x1, y1 = min(width, x + w), min(height, y + h)
     if (x0, y0, x1 - x0, y1 - y0) == face.box:
         return face
-    return Face((x0, y0, max(0, x1 - x0), max(0, y1 - y0)), face.score, face.left_eye, face.right_eye, face.landmarks)
+    return replace(face, box=(x0, y0, max(0, x1 - x0), max(0, y1 - y0)))
