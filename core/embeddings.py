@@ -99,6 +99,12 @@ def _read(source: Source) -> tuple[str, bytes]:
         raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
 
 
+def photo_cache_key(photo_hash: str, detector_key: str, align: bool, backbone_key: str) -> str:
+    """The embedding cache's key for one photo through one pipeline (detector, alignment, backbone, all settings)."""
+    ident = f"{photo_hash}|{detector_key}|align={align}|{backbone_key}"
+    return hashlib.sha256(ident.encode()).hexdigest()
+
+
 @dataclass
 class Pipeline:
     """detect → align → represent, with the settings that identify its results."""
@@ -109,8 +115,7 @@ class Pipeline:
     batch_size: int = 32
 
     def cache_key(self, photo_hash: str) -> str:
-        ident = f"{photo_hash}|{self.detector.cache_key()}|align={self.align}|{self.backbone.cache_key()}"
-        return hashlib.sha256(ident.encode()).hexdigest()
+        return photo_cache_key(photo_hash, self.detector.cache_key(), self.align, self.backbone.cache_key())
 
     def faces(self, image: np.ndarray, keep_steps: bool = False) -> list[tuple[Face, AlignedFace]]:
         """Detect and align every face in one decoded image (largest first)."""

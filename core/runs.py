@@ -213,6 +213,21 @@ def load_run(run_id: str) -> LoadedRun:
     return LoadedRun(info, head, labels, config, history, metrics, extras)
 
 
+def run_config(run: str | RunInfo) -> dict[str, Any]:
+    """A run's saved settings (its config.json) as a dict, read without loading its model.
+
+    For tables that list every run: a missing or damaged file gives {} (the table shows gaps)
+    instead of an error; ``load_run`` reports the details when someone opens that run. A string
+    that is not a run id still raises ValueError, like everywhere else in the store.
+    """
+    path = run.path if isinstance(run, RunInfo) else _run_path(run)
+    try:
+        config = _read_json(path / "config.json")
+    except (FileNotFoundError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def list_runs() -> list[RunInfo]:
     """Every finished run, newest first; folders that are not runs (temporary, damaged) are left out."""
     runs = []

@@ -3,13 +3,14 @@
 Training runs in a background thread owned by the user's session (a ``TrainJob`` in
 ``st.session_state``): a button click reruns the page script and would otherwise interrupt a
 long call. The thread only writes to its job object and never calls ``st.*``; a fragment polls
-the job every second to redraw the progress bar and the curves and to offer Stop. Everything
-else — embedding, training, saving, evaluation — is ``core`` code shared with the CLI.
+the job every second to redraw the progress bar and the curves. The Stop button sits outside that
+fragment, so a click never lands on a button being replaced. The face detector loads when Start
+is pressed, not to draw the page (MTCNN loads TensorFlow). Everything else — embedding, training,
+saving, evaluation — is ``core`` code shared with the CLI.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -27,7 +28,7 @@ from core.backbones import BACKBONES, default_backbone
 from core.config import allow_server_paths, weights_dir
 from core.dataset import fingerprint, scan, thumbnail
 from core.detection import DEFAULT_DETECTOR, DETECTORS
-from core.embeddings import EmbeddingCache, Pipeline
+from core.embeddings import EmbeddingCache, Pipeline, photo_cache_key
 from core.heads import HEAD_KINDS, KerasHead
 from core.images import content_hash
 from core.training import CLASS_WEIGHTINGS, TrainConfig
@@ -37,6 +38,7 @@ ensure_app_navigation()
 
 JOB = "tr_job"
 FLASH = "tr_flash"
+STOP_ENABLED = "tr_stop_enabled"  # whether the page last drew Stop enabled (the fragment redraws the page when that changes)
 THUMB = 120
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 MODE_LABELS = {"head": "Head on face embeddings (fast)", "finetune": "Fine-tune VGGFace16 end to end (slow)"}
@@ -277,11 +279,11 @@ def hyper_parameters(mode: str, head: str) -> TrainConfig:
 
 
 @st.cache_data(ttl=300, max_entries=16, show_spinner="Checking which photos are already embedded…")
-def photo_counts(root: str, dataset_fingerprint: str, pipeline_key: str, cache_root: str, generation: int,
-                 _pipeline: Pipeline) -> dict[str, int]:
+def photo_counts(root: str, dataset_fingerprint: str, detector_key: str, align: bool, backbone_key: str,
+                 cache_root: str, generation: int) -> dict[str, int]:
     """How many photos the dataset has (all, train) and how many are not yet in this pipeline's embedding cache.
 
-    ``dataset_fingerprint``, ``pipeline_key`` and ``generation`` (runs saved so far) only key the cache.
+    ``dataset_fingerprint`` and ``generation`` (runs saved so far) only key the cache.
     """
     cache = EmbeddingCache(Path(cache_root))
     counts = {"total": 0, "uncached": 0, "train": 0}
@@ -289,7 +291,7 @@ def photo_counts(root: str, dataset_fingerprint: str, pipeline_key: str, cache_r
         counts["total"] += 1
         counts["train"] += record.split == "train"
         try:
-            key = _pipeline.cache_key(content_hash(record.path.read_bytes()))
+            key = photo_cache_key(content_hash(record.path.read_bytes()), detector_key, align, backbone_key)
         except OSError:
             continue  # unreadable: skipped and listed by the training itself
         counts["uncached"] += cache.get(key, record.path.name) is None
@@ -305,13 +307,20 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def show_estimate(root: Path, pipeline: Pipeline, config: TrainConfig) -> None:
-    """An honest estimate of the run's length, from rough per-photo and per-epoch costs."""
+def dataset_counts(root: Path, detector_name: str, align: bool, backbone_name: str) -> dict[str, int]:
+    """``photo_counts`` for the pipeline Start would build, without loading its detector.
+
+    The backbone is loaded (dlib ResNet: a fraction of a second): its cache key holds its weights' checksum.
+    """
     dataset = scan(root)
-    key = f"{pipeline.detector.cache_key()}|{pipeline.align}|{pipeline.backbone.cache_key()}"
-    counts = photo_counts(str(dataset.root), fingerprint(dataset), key, str(EmbeddingCache().root),
-                          len(run_store.list_runs()), pipeline)
-    per_photo = DETECT_SECONDS.get(pipeline.detector.name, 0.5) + EMBED_SECONDS.get(pipeline.backbone.name, 0.3)
+    detector_key = DETECTORS.entry(detector_name).factory.default_cache_key()
+    return photo_counts(str(dataset.root), fingerprint(dataset), detector_key, align,
+                        backbone(backbone_name).cache_key(), str(EmbeddingCache().root), len(run_store.list_runs()))
+
+
+def show_estimate(counts: dict[str, int], detector_name: str, backbone_name: str, config: TrainConfig) -> None:
+    """An honest estimate of the run's length from ``photo_counts`` and rough per-photo and per-epoch costs."""
+    per_photo = DETECT_SECONDS.get(detector_name, 0.5) + EMBED_SECONDS.get(backbone_name, 0.3)
     cached = counts["total"] - counts["uncached"]
     embed = counts["uncached"] * per_photo + cached * CACHED_SECONDS
     parts = [f"embedding {counts['uncached']} new photo(s) × ~{per_photo:.2f} s"
@@ -319,7 +328,7 @@ def show_estimate(root: Path, pipeline: Pipeline, config: TrainConfig) -> None:
     if config.mode == "finetune":
         from core.finetune import epochs_estimate_seconds
 
-        crops = counts["total"] * DETECT_SECONDS.get(pipeline.detector.name, 0.5)
+        crops = counts["total"] * DETECT_SECONDS.get(detector_name, 0.5)
         train = crops + epochs_estimate_seconds(counts["train"], config.epochs, FINETUNE_IMAGES_PER_SECOND)
         parts.append(f"{config.epochs} fine-tuning epoch(s) of {counts['train']} crops at "
                      f"~{FINETUNE_IMAGES_PER_SECOND:g} images/s on a CPU")
@@ -367,25 +376,23 @@ def settings_and_start() -> None:
     config = hyper_parameters(mode, head)
     name = st.text_input("Run name (optional)", key="tr_name", placeholder="a name is made from the settings")
 
-    pipeline = None
-    if root is not None and detector_name is not None and not unavailable:
-        with user_errors("Could not load the models"):
-            pipeline = Pipeline(detector(detector_name), backbone(backbone_name), align=align)
     if unavailable:
         st.warning(f"{BACKBONES.entry(backbone_name).label} cannot be used: {unavailable}")
-    if pipeline is not None:
+    elif root is not None and detector_name is not None:
         with user_errors("Could not estimate the duration"):
-            show_estimate(root, pipeline, config)
+            show_estimate(dataset_counts(root, detector_name, align, backbone_name), detector_name, backbone_name,
+                          config)
     if st.button("Start training", type="primary", disabled=busy, key="tr_start"):
         with user_errors("Cannot start"):
             if unavailable:
                 raise ValueError(f"the {backbone_name} face model is unavailable: {unavailable}")
             if root is None:
                 raise ValueError("choose a dataset first.")
-            if pipeline is None:
-                raise ValueError("the face models could not be loaded (see the message above).")
+            if detector_name is None:
+                raise ValueError("no face detector is usable on this server.")
             pre_check(root)
             config.validate()
+            pipeline = Pipeline(detector(detector_name), backbone(backbone_name), align=align)
             job = TrainJob(config=config, root=root)
             st.session_state[JOB] = job
             job.start(pipeline, name.strip() or None)
@@ -426,14 +433,26 @@ def eta(seconds: float | None) -> str:
     return "estimating the time left…" if seconds is None else f"about {duration(seconds)} left"
 
 
+def can_stop(job: TrainJob) -> bool:
+    """Stop ends embedding or training; once requested, or once evaluation began, there is nothing left to stop."""
+    return job.running and not job.stop.is_set() and job.phase != "evaluating"
+
+
+def stop_button(job: TrainJob) -> None:
+    """Drawn with the page, not in the live view: a button redrawn every second often lost a real click."""
+    enabled = st.session_state[STOP_ENABLED] = can_stop(job)
+    st.button("Stop", key="tr_stop", on_click=job.stop.set, disabled=not enabled,
+              help="End training now and keep the best model seen so far (saved with status 'stopped').")
+
+
 @st.fragment(run_every=1.0)
 def live_view() -> None:
-    """Redrawn every second while the job runs: progress, curves and the Stop button."""
+    """Redrawn every second while the job runs: progress and curves."""
     job = st.session_state.get(JOB)
     if job is None:
         return
-    if not job.running:
-        st.rerun()  # the whole page now shows the results
+    if not job.running or can_stop(job) != st.session_state.get(STOP_ENABLED):
+        st.rerun()  # the whole page shows the results, or redraws Stop (disabled once evaluation began)
     now = time.time()
     if job.phase == "embedding":
         done, total = job.photos_done, max(job.photos_total, 1)
@@ -449,8 +468,6 @@ def live_view() -> None:
         st.progress(1.0, text="Evaluating on the validation and test photos…")
     if job.stop.is_set():
         st.caption("Stopping… the best model so far is being saved.")
-    st.button("Stop", key="tr_stop", on_click=job.stop.set, disabled=job.stop.is_set() or job.phase == "evaluating",
-              help="End training now and keep the best model seen so far (saved with status 'stopped').")
     history = job.history()
     if history:
         show_curves(history, "tr_live")
@@ -540,6 +557,7 @@ def job_section() -> None:
         return
     st.header("Training")
     if job.running:
+        stop_button(job)  # above the live view, so the view growing (curves, messages) never moves it
         live_view()
     elif job.phase == "done" and job.outcome is not None:
         show_outcome(job.outcome)
@@ -548,14 +566,6 @@ def job_section() -> None:
 
 
 # --- runs ------------------------------------------------------------------------------------------
-
-
-def run_config(info: Any) -> dict[str, Any]:
-    """The run's saved settings (its config.json), read without loading its model; {} when unreadable."""
-    try:
-        return json.loads((info.path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def created(info: Any) -> str:
@@ -568,7 +578,7 @@ def created(info: Any) -> str:
 def runs_frame(runs: list[Any], active: str | None) -> pd.DataFrame:
     rows = []
     for info in runs:
-        config = run_config(info)
+        config = run_store.run_config(info)
         rows.append({"active": "★" if info.id == active else "", "name": info.name, "status": info.status,
                      "val accuracy": info.val_accuracy, "test accuracy": info.test_accuracy, "people": info.people,
                      "head": info.head, "detector": config.get("detector", "?"),

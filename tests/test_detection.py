@@ -249,3 +249,8 @@ def test_detect_many_gives_what_detect_gives(photos: list[np.ndarray]) -> None:
                 assert np.allclose(a.box, b.box, atol=1) and a.score == pytest.approx(b.score, abs=1e-3)
     assert mtcnn.detect_many([]) == []
     assert [len(f) for f in detector("haar").detect_many(photos[:2])] == [len(detector("haar").detect(p)) for p in photos[:2]]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_cache_key_needs_no_model_and_matches_the_built_detector(name: str) -> None:
+    assert DETECTORS.entry(name).factory.default_cache_key() == detector(name).cache_key()

@@ -55,7 +55,7 @@ def synthetic(root: Path, people: dict[str, int]) -> Path:
 
 
 def train_page() -> AppTest:
-    """The Train page with the fast dlib HOG detector preselected (MTCNN would load TensorFlow for the estimate)."""
+    """The Train page with the fast dlib HOG detector preselected (MTCNN would load TensorFlow to train)."""
     return open_page("pages/train.py", tr_detector="dlib-hog")
 
 
@@ -113,6 +113,31 @@ def test_defaults_render_and_vggface_is_explained() -> None:
     assert JOB not in at.session_state
 
 
+def test_first_visit_estimates_without_building_the_detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the default detector (MTCNN, whose model loads TensorFlow) the page and its estimate need no detector:
+    it is built only when Start is pressed."""
+    synthetic(tmp_path / "shared" / "noise", {"amy": 2, "bob": 2})
+    monkeypatch.setenv("FACELAB_DATASET_DIRS", str(tmp_path / "shared"))
+    built: list[str] = []
+
+    def refuse(name: str, **settings: Any) -> None:
+        built.append(name)
+        raise RuntimeError(f"the {name} detector was built")
+
+    monkeypatch.setattr("pages.common.detector", refuse)
+    at = open_page("pages/train.py")
+    default = at.selectbox(key="tr_detector").value
+    picker = at.selectbox(key="tr_dataset")
+    picker.set_value(next(option for option in picker.options if option.startswith("noise ("))).run()
+    assert not at.exception and not at.error
+    assert built == []
+    assert "Estimated time: about" in texts(at.info) and "embedding 6 new photo(s)" in texts(at.info)
+    at.button(key="tr_start").click().run()
+    assert built == [default]
+    assert f"Cannot start: the {default} detector was built" in texts(at.error)
+    assert JOB not in at.session_state
+
+
 def test_one_class_dataset_is_refused_before_embedding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synthetic(tmp_path / "shared" / "solo", {"amy": 3})
     monkeypatch.setenv("FACELAB_DATASET_DIRS", str(tmp_path / "shared"))
@@ -153,6 +178,8 @@ def test_full_training_shows_results_and_runs_table(monkeypatch: pytest.MonkeyPa
     at.run()
 
     assert "Saved run **five celebs** — complete" in texts(at.success)
+    # The estimate, which builds no detector, finds every photo the real pipeline just cached.
+    assert "embedding 0 new photo(s)" in texts(at.info) and "(117 already cached)" in texts(at.info)
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Validation accuracy"].rstrip("%")) >= 90
     assert float(metrics["Test accuracy"].rstrip("%")) >= 90
@@ -199,6 +226,7 @@ def test_stop_keeps_the_best_model_as_a_stopped_run(monkeypatch: pytest.MonkeyPa
     assert live[:2] == ["Loss", "Accuracy"], "live curves are drawn while training"
     at.button(key="tr_stop").click().run()
     assert job.stop.is_set()
+    assert all(button.disabled for button in at.button if button.key == "tr_stop"), "Stop is pressed once"
     job = wait(at, lambda j: not j.running)
     assert job.phase == "done", job.error
     at.run()

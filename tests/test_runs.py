@@ -97,11 +97,37 @@ def test_rename_and_delete(results: dict) -> None:
         runs.delete_run(doomed.id)
 
 
+def test_run_config_reads_the_settings_without_the_model(results: dict) -> None:
+    result, config = results["softmax"]
+    info = runs.save_run(result, config)
+    (info.path / "model.keras").unlink()  # the settings must not need the model
+    assert runs.run_config(info) == config.to_dict()
+    assert runs.run_config(info.id) == config.to_dict()
+
+
+@pytest.mark.parametrize("damage", ["missing", "not json", "not an object", "run deleted"])
+def test_run_config_of_a_damaged_run_is_empty(results: dict, damage: str) -> None:
+    result, config = results["centroid"]
+    info = runs.save_run(result, config)
+    settings = info.path / "config.json"
+    if damage == "missing":
+        settings.unlink()
+    elif damage == "not json":
+        settings.write_text("{not json", encoding="utf-8")
+    elif damage == "not an object":
+        settings.write_text("[1, 2]", encoding="utf-8")
+    else:
+        runs.delete_run(info.id)
+    assert runs.run_config(info) == {} and runs.run_config(info.id) == {}
+
+
 @pytest.mark.parametrize("bad_id", ["../etc", "20250101-000000-abcdeg", "", "20250101-000000-abcdef/..",
                                     "20250101-000000-abcdef\n"])
 def test_run_ids_cannot_escape_the_store(bad_id: str) -> None:
     with pytest.raises(ValueError, match="not a run id"):
         runs.load_run(bad_id)
+    with pytest.raises(ValueError, match="not a run id"):
+        runs.run_config(bad_id)
 
 
 def test_active_run(results: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -157,8 +158,23 @@ class Detector(ABC):
 
     def cache_key(self) -> str:
         """Identity of this detector and its settings, for the embedding cache."""
-        mapped = "" if self.dlib_box_map is None else f":{self.dlib_box_map}"
-        return f"{self.name}:{sorted(self.settings.items())}:{self.max_side}{mapped}"
+        return self._key(self.settings)
+
+    @classmethod
+    def default_cache_key(cls) -> str:
+        """:meth:`cache_key` of this detector built with its default settings, without building it.
+
+        Lets a page count the photos already embedded without loading a model (MTCNN loads
+        TensorFlow). Tests check it equals the built detector's key for every registered detector.
+        """
+        defaults = {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()
+                    if parameter.default is not parameter.empty}
+        return cls._key(defaults)
+
+    @classmethod
+    def _key(cls, settings: dict[str, Any]) -> str:
+        mapped = "" if cls.dlib_box_map is None else f":{cls.dlib_box_map}"
+        return f"{cls.name}:{sorted(settings.items())}:{cls.max_side}{mapped}"
 
 
 def clip_face(face: Face, width: int, height: int) -> Face:
