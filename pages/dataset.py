@@ -289,8 +289,10 @@ def builder_tab() -> None:
 
 st.title("Dataset")
 show_flash()
-# Keyed, so the chosen tab survives a rerun that shows (or drops) a flash message above it.
-audit_view, import_view, builder_view = st.tabs(["Audit", "Import a zip", "Builder"], key="ds_tabs")
+# A stateful widget (key + on_change="rerun"): the chosen tab is session state the server sends back on every
+# rerun. With only a key, a rerun that showed or dropped a message above the tabs sometimes put the user back
+# on Audit in the middle of building a dataset.
+audit_view, import_view, builder_view = st.tabs(["Audit", "Import a zip", "Builder"], key="ds_tabs", on_change="rerun")
 with audit_view:
     audit_tab()
 with import_view:
