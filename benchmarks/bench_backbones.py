@@ -1,7 +1,8 @@
 """Backbone benchmark: embeddings per second at batch 1 and batch 32 against a naive one-at-a-time loop.
 
 The naive loop is the classic notebook's: ``model.predict`` on one expanded image at a time
-for VGG-Face, one ``compute_face_descriptor`` call per chip for dlib. VGG-Face runs with
+for VGG-Face, one in-process ``compute_face_descriptor`` call per chip for dlib (FaceLab's dlib
+backbone describes chips in worker processes, one per core, mirror image included). VGG-Face runs with
 random weights (the speed does not depend on them), so no download is needed. Prints a
 markdown table and the peak resident memory of the process with VGG-Face loaded.
 
@@ -69,7 +70,12 @@ def naive_loop(backbone: Backbone) -> Callable[[np.ndarray], object]:
         embedder = keras.Model(backbone.model.input, backbone.model.get_layer("fc8").output)
         return lambda crops: [embedder.predict(np.expand_dims(backbone.preprocess(crop), 0), verbose=0)
                               for crop in crops]
-    return lambda crops: [backbone._model.compute_face_descriptor(np.ascontiguousarray(crop)) for crop in crops]
+    import dlib
+
+    from core.backbones.dlib_resnet import model_path
+
+    model = dlib.face_recognition_model_v1(str(model_path()))  # in this process, as a notebook would
+    return lambda crops: [model.compute_face_descriptor(np.ascontiguousarray(crop)) for crop in crops]
 
 
 def measure(name: str, images: int, repeats: int) -> tuple[str, float]:
