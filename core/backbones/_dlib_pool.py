@@ -88,12 +88,9 @@ class DescriptorPool:
     def __init__(self, model_path: Path, workers: int) -> None:
         self._workers = [_Worker(model_path) for _ in range(workers)]  # they load the model while we go on
         self._lock = threading.Lock()
-        self._pid = os.getpid()
 
     def describe(self, chips: np.ndarray, num_jitters: int) -> np.ndarray:
         """128-d descriptors of uint8 chips (N, 150, 150, 3), in order; RuntimeError if a worker failed."""
-        if os.getpid() != self._pid:
-            raise RuntimeError("the dlib workers belong to the parent of this forked process.")
         parts = [part for part in np.array_split(chips, len(self._workers)) if len(part)]
         with self._lock:
             try:
@@ -115,7 +112,10 @@ _pools_lock = threading.Lock()
 
 
 def pool_for(model_path: Path) -> DescriptorPool | None:
-    """The process's pool for this model (started on first call), or None to compute in-process."""
+    """The process's pool for this model (started on first call), or None to compute in-process.
+
+    Keyed by process id too: a forked child starts its own workers, never writes to its parent's.
+    """
     key = (str(model_path), os.getpid())
     with _pools_lock:
         if key not in _pools:

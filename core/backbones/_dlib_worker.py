@@ -1,6 +1,6 @@
 """A dlib descriptor worker: ``python -I _dlib_worker.py MODEL`` reads face chips on stdin, writes descriptors.
 
-Run by :mod:`core.backbones.dlib_pool`, by path and in isolated mode, so that the process
+Run by :mod:`core.backbones._dlib_pool`, by path and in isolated mode, so that the process
 imports only numpy and dlib (no FaceLab package, no TensorFlow, no Streamlit). The
 protocol is raw little-endian bytes: a request is ``count, num_jitters`` as two int32 and
 then ``count`` RGB uint8 chips of CHIP×CHIP; the reply is ``count`` × 128 float32. The
