@@ -99,10 +99,14 @@ def _read(source: Source) -> tuple[str, bytes]:
         raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
 
 
+def pipeline_key(detector_key: str, align: bool, backbone_key: str) -> str:
+    """Identity of a pipeline: its detector and backbone with all their settings, and the alignment switch."""
+    return f"{detector_key}|align={align}|{backbone_key}"
+
+
 def photo_cache_key(photo_hash: str, detector_key: str, align: bool, backbone_key: str) -> str:
-    """The embedding cache's key for one photo through one pipeline (detector, alignment, backbone, all settings)."""
-    ident = f"{photo_hash}|{detector_key}|align={align}|{backbone_key}"
-    return hashlib.sha256(ident.encode()).hexdigest()
+    """The embedding cache's key for one photo through one pipeline."""
+    return hashlib.sha256(f"{photo_hash}|{pipeline_key(detector_key, align, backbone_key)}".encode()).hexdigest()
 
 
 @dataclass
@@ -113,6 +117,11 @@ class Pipeline:
     backbone: Backbone
     align: bool = True
     batch_size: int = 32
+
+    @property
+    def key(self) -> str:
+        """See :func:`pipeline_key`."""
+        return pipeline_key(self.detector.cache_key(), self.align, self.backbone.cache_key())
 
     def cache_key(self, photo_hash: str) -> str:
         return photo_cache_key(photo_hash, self.detector.cache_key(), self.align, self.backbone.cache_key())

@@ -201,7 +201,7 @@ class Predictor:
             if result.ok and result.faces:
                 crops = None
                 if self.finetuned:
-                    crops = np.stack([aligned.crop for _, aligned in self.pipeline.faces(_load(sources[index]))])
+                    crops = np.stack([aligned.crop for _, aligned in self.pipeline.faces(load_source(sources[index]))])
                 photo.faces = self._faces(result, self._classify(result.embeddings, crops))
             photos.append(photo)
         return photos
@@ -222,7 +222,8 @@ class Predictor:
         ])
 
 
-def _load(source: Source) -> np.ndarray:
+def load_source(source: Source) -> np.ndarray:
+    """The decoded photo of a source (a path, or a (name, bytes) upload)."""
     return load_image(source[1] if isinstance(source, tuple) else source)
 
 
@@ -285,7 +286,7 @@ def annotated_zip(predictor: Predictor, sources: Sequence[Source], photos: Seque
         for index, (source, photo) in enumerate(zip(sources, photos), 1):
             if photo.error is None:
                 stem = Path(photo.name).stem or "photo"
-                archive.writestr(f"{index:04d}_{stem}.jpg", encode_jpeg(predictor.annotate(_load(source), photo)))
+                archive.writestr(f"{index:04d}_{stem}.jpg", encode_jpeg(predictor.annotate(load_source(source), photo)))
     return buffer.getvalue()
 
 

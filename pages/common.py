@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 NAVIGATED = "_facelab_navigated"  # session_state flag set by app.py once it has built the navigation
+FLASH = "_facelab_flash"  # messages queued for the next run of the page that queued them
 
 
 @st.cache_resource(show_spinner="Loading the face detector…")
@@ -39,6 +40,35 @@ def user_errors(what: str) -> Iterator[None]:
         yield
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
         st.error(f"{what}: {exc}")
+
+
+def choose(kind: str, registry: Any, default: str, key: str) -> str | None:
+    """A select box of a registry's usable plug-ins (None when there is none); the others are listed with the reason."""
+    entries = registry.entries()
+    reasons = {name: entry.available() for name, entry in entries.items()}
+    usable = [name for name, reason in reasons.items() if reason is None]
+    name = None
+    if usable:
+        index = usable.index(default) if default in usable else 0
+        name = st.selectbox(kind.capitalize(), usable, index=index, key=key, format_func=lambda n: entries[n].label)
+        st.caption(entries[name].description)
+    else:
+        st.error(f"No {kind} is usable on this server.")
+    for other, reason in reasons.items():
+        if reason is not None:
+            st.caption(f"~~{entries[other].label}~~ unavailable: {reason}")
+    return name
+
+
+def flash(kind: str, message: str) -> None:
+    """Show ``message`` (``kind``: success, error, …) after the rerun that follows a change on disk."""
+    st.session_state.setdefault(FLASH, []).append((kind, message))
+
+
+def show_flash() -> None:
+    """Show and forget the queued messages; a page calls this once, above its content."""
+    for kind, message in st.session_state.pop(FLASH, []):
+        getattr(st, kind)(message)
 
 
 def progress_callback(bar: Any, label: str) -> Callable[[int, int], None]:

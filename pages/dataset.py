@@ -2,7 +2,7 @@
 
 A thin view over ``core.dataset`` and ``core.importer``: every check and every file
 operation lives there. Messages that must survive a rerun (after an action changed
-the files) go through a per-user "flash" list in ``st.session_state``.
+the files) go through ``pages.common.flash``, a per-user list in ``st.session_state``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ import streamlit as st
 
 from core import importer
 from core.dataset import FACES_COLUMN, Audit, fingerprint, page, page_count, thumbnail
-from pages.common import dataset_audit, dataset_picker, detector, ensure_app_navigation, progress_callback, user_errors
+from pages.common import (
+    dataset_audit,
+    dataset_picker,
+    detector,
+    ensure_app_navigation,
+    flash,
+    progress_callback,
+    show_flash,
+    user_errors,
+)
 
 ensure_app_navigation()
 
@@ -24,16 +33,6 @@ PER_PAGE = 24
 COLUMNS = 6
 THUMB = 160
 SEVERITY_ICONS = {"error": "🔴 error", "warning": "🟠 warning", "info": "🔵 info"}
-
-
-def flash(kind: str, message: str) -> None:
-    """Show ``message`` after the rerun that follows a change on disk."""
-    st.session_state.setdefault("ds_flash", []).append((kind, message))
-
-
-def show_flash() -> None:
-    for kind, message in st.session_state.pop("ds_flash", []):
-        getattr(st, kind)(message)
 
 
 def gallery(paths: list[Path], key: str, under: Callable[[Path], None] | None = None) -> None:

@@ -20,7 +20,7 @@ import streamlit as st
 
 from core.dataset import fingerprint, page, page_count, scan, thumbnail
 from core.embeddings import Source
-from core.images import ImageError, downscale, encode_jpeg, load_image
+from core.images import ImageError, downscale, encode_jpeg
 from core.prediction import (
     FacePrediction,
     PhotoPrediction,
@@ -28,6 +28,7 @@ from core.prediction import (
     UnknownRule,
     accuracy,
     annotated_zip,
+    load_source,
     per_person,
     photo_sources,
     predictions_csv,
@@ -205,10 +206,6 @@ def show_downloads(run_id: str, predictor: Predictor, batch: Batch, photos: list
 
 
 # --- gallery -------------------------------------------------------------------------------------------
-
-
-def load_source(source: Source) -> np.ndarray:
-    return load_image(source[1] if isinstance(source, tuple) else source)
 
 
 def annotated_jpeg(predictor: Predictor, batch: Batch, index: int, photo: PhotoPrediction, size: int) -> bytes:

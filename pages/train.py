@@ -32,12 +32,20 @@ from core.embeddings import EmbeddingCache, Pipeline, photo_cache_key
 from core.heads import HEAD_KINDS, KerasHead
 from core.images import content_hash
 from core.training import CLASS_WEIGHTINGS, TrainConfig
-from pages.common import backbone, dataset_picker, detector, ensure_app_navigation, user_errors
+from pages.common import (
+    backbone,
+    choose,
+    dataset_picker,
+    detector,
+    ensure_app_navigation,
+    flash,
+    show_flash,
+    user_errors,
+)
 
 ensure_app_navigation()
 
 JOB = "tr_job"
-FLASH = "tr_flash"
 STOP_ENABLED = "tr_stop_enabled"  # whether the page last drew Stop enabled (the fragment redraws the page when that changes)
 THUMB = 120
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -49,16 +57,6 @@ EMBED_SECONDS = {"dlib-resnet": 0.05, "vggface16": 0.35}
 CACHED_SECONDS = 0.01
 FINETUNE_IMAGES_PER_SECOND = 2.0
 log = logging.getLogger("facelab.train")
-
-
-def flash(kind: str, message: str) -> None:
-    """Show ``message`` after the rerun that follows a change on disk."""
-    st.session_state.setdefault(FLASH, []).append((kind, message))
-
-
-def show_flash() -> None:
-    for kind, message in st.session_state.pop(FLASH, []):
-        getattr(st, kind)(message)
 
 
 # --- the background job ----------------------------------------------------------------------------
@@ -202,21 +200,6 @@ def weights_panel() -> None:
                        "`python -m core weights --from PATH`.")
 
 
-def choose_detector() -> str | None:
-    entries = DETECTORS.entries()
-    usable = [name for name, entry in entries.items() if entry.available() is None]
-    for name, entry in entries.items():
-        if name not in usable:
-            st.caption(f"Detector {entry.label} is unavailable: {entry.available()}")
-    if not usable:
-        st.error("No face detector is usable on this server.")
-        return None
-    index = usable.index(DEFAULT_DETECTOR) if DEFAULT_DETECTOR in usable else 0
-    name = st.selectbox("Face detector", usable, index=index, key="tr_detector", format_func=lambda n: entries[n].label)
-    st.caption(entries[name].description)
-    return name
-
-
 def choose_backbone() -> tuple[str, str | None]:
     """The chosen backbone and, when it cannot be used, why. Unusable ones stay listed, marked, with the reason."""
     entries = BACKBONES.entries()
@@ -358,7 +341,7 @@ def settings_and_start() -> None:
     left, right = st.columns(2)
     with left:
         root = dataset_picker("Dataset", key="tr_dataset")
-        detector_name = choose_detector()
+        detector_name = choose("face detector", DETECTORS, DEFAULT_DETECTOR, "tr_detector")
         align = st.toggle("Align faces (level the eyes)", value=True, key="tr_align")
     with right:
         backbone_name, unavailable = choose_backbone()

@@ -24,7 +24,15 @@ from core.detection import DEFAULT_DETECTOR, DETECTORS
 from core.embeddings import Pipeline
 from core.images import IMAGE_EXTENSIONS, content_hash
 from core.verification import METRICS, TSNE_MIN_POINTS, Verdict
-from pages.common import backbone, dataset_picker, detector, ensure_app_navigation, progress_callback, user_errors
+from pages.common import (
+    backbone,
+    choose,
+    dataset_picker,
+    detector,
+    ensure_app_navigation,
+    progress_callback,
+    user_errors,
+)
 
 ensure_app_navigation()
 
@@ -34,24 +42,6 @@ METRIC_NAMES = {"cosine": "cosine", "euclidean": "euclidean", "euclidean_l2": "e
 
 
 # --- settings --------------------------------------------------------------------------------------------
-
-
-def choose(kind: str, registry: Any, default: str, key: str) -> str | None:
-    """A select box of the usable plug-ins; the unusable ones are listed in grey with the reason."""
-    entries = registry.entries()
-    reasons = {name: entry.available() for name, entry in entries.items()}
-    usable = [name for name, reason in reasons.items() if reason is None]
-    name = None
-    if usable:
-        index = usable.index(default) if default in usable else 0
-        name = st.selectbox(kind.capitalize(), usable, index=index, key=key, format_func=lambda n: entries[n].label)
-        st.caption(entries[name].description)
-    else:
-        st.error(f"No {kind} is usable on this server.")
-    for other, reason in reasons.items():
-        if reason is not None:
-            st.caption(f"~~{entries[other].label}~~ unavailable: {reason}")
-    return name
 
 
 def pipeline_from_sidebar() -> tuple[Pipeline | None, Path | None]:
@@ -85,10 +75,6 @@ def analyse(digest: str, name: str, pipeline_key: str, _pipeline: Pipeline,
         return service.analyse_photo(_pipeline, _data, name, with_steps=True), None
     except ValueError as exc:  # ImageError and NoFaceError included
         return None, exc
-
-
-def pipeline_key(pipeline: Pipeline) -> str:
-    return f"{pipeline.detector.cache_key()}|align={pipeline.align}|{pipeline.backbone.cache_key()}"
 
 
 def photo_from_dataset(root: Path | None, n: int) -> tuple[str, bytes] | None:
@@ -126,7 +112,7 @@ def pick_face(n: int, pipeline: Pipeline, root: Path | None) -> tuple[str, Any] 
         return None
     name, data = photo
     digest = content_hash(data)
-    analysis, problem = analyse(digest, name, pipeline_key(pipeline), pipeline, data)
+    analysis, problem = analyse(digest, name, pipeline.key, pipeline, data)
     if isinstance(problem, service.NoFaceError):
         st.warning(str(problem))
         return None
@@ -240,7 +226,7 @@ def load_gallery(pipeline: Pipeline, root: Path) -> service.Gallery:
 
 
 def gallery_key(pipeline: Pipeline, root: Path) -> tuple[str, str, str]:
-    return str(root), service.dataset_fingerprint(root), pipeline_key(pipeline)
+    return str(root), service.dataset_fingerprint(root), pipeline.key
 
 
 def gallery_ready(pipeline: Pipeline, root: Path) -> bool:
@@ -334,7 +320,7 @@ def show_map(faces: list[tuple[str, Any]], found: service.Gallery, pipeline: Pip
         st.warning(f"t-SNE needs at least {TSNE_MIN_POINTS} faces.")
         return
     extra = [view.embedding for _, view in faces]
-    key = "|".join([str(found.root), found.fingerprint, pipeline_key(pipeline),
+    key = "|".join([str(found.root), found.fingerprint, pipeline.key,
                     *(content_hash(e.tobytes()) for e in extra)])
     points, marked = projection(key, method, found, extra)
     figure = go.Figure()
