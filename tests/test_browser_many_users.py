@@ -125,6 +125,7 @@ def stop(trainer) -> None:  # noqa: ANN001
 
 @pytest.fixture(scope="module")
 def scenario(open_session, live_app, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Scenario:
+    shared_dataset("five_celebrity_faces")  # skips cleanly where the shared datasets are absent
     _, home = live_app
     seen = Scenario(home)
     photos = tmp_path_factory.mktemp("uploads")
