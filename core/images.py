@@ -5,12 +5,18 @@ origin, so decoding must survive anything: EXIF rotation, greyscale, RGBA,
 palette and 16-bit images, truncated files, files that are not images at all and
 decompression bombs. Every failure becomes an :class:`ImageError` with a message
 a person can act on.
+
+Only the raster formats in :data:`DECODERS` are ever handed to Pillow: without
+``formats=`` Pillow would pass a PostScript file named ``photo.jpg`` to Ghostscript
+(an interpreter that reads and writes files), and exotic decoders are where
+crashes and hangs live.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +27,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core.config import limits
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp"})
+# Pillow format names FaceLab decodes, whatever the file's name says. JPEG covers phones' MPO files;
+# PPM covers PGM and PBM. Everything else (EPS/PostScript, PDF, AVIF, DDS, ICO, …) is refused unread.
+DECODERS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
+FORMATS_TEXT = "JPEG, PNG, WebP, BMP, GIF, TIFF or PGM/PPM"
 
 
 class ImageError(ValueError):
@@ -54,12 +64,17 @@ def _read_bytes(source: Path | str | bytes) -> bytes:
     else:
         path = Path(source)
         try:
-            size = path.stat().st_size
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # /dev/zero, a FIFO or a folder would read forever or fail oddly
+                raise ImageError(f"{path.name}: not a regular file.")
+            if info.st_size > limits().max_image_bytes:
+                raise ImageError(
+                    f"{path.name}: file is {info.st_size / 1e6:.0f} MB, above the {limits().max_image_bytes / 1e6:.0f} MB limit."
+                )
+            with path.open("rb") as handle:  # never more than the limit, even if the file grows meanwhile
+                data = handle.read(limits().max_image_bytes + 1)
         except OSError as exc:
             raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
-        if size > limits().max_image_bytes:
-            raise ImageError(f"{path.name}: file is {size / 1e6:.0f} MB, above the {limits().max_image_bytes / 1e6:.0f} MB limit.")
-        data = path.read_bytes()
     if not data:
         raise ImageError("the file is empty (0 bytes).")
     if len(data) > limits().max_image_bytes:
@@ -67,16 +82,22 @@ def _read_bytes(source: Path | str | bytes) -> bytes:
     return data
 
 
+def _damaged(exc: BaseException) -> ImageError:
+    """The one message for any decoder failure: Pillow's plug-ins raise almost every exception type."""
+    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return ImageError(f"the image is damaged or truncated ({detail}).")
+
+
 def _open(data: bytes) -> Image.Image:
-    """Open without decoding and refuse images whose pixel count is beyond the limit."""
+    """Open (header only) with an allow-listed decoder; refuse images whose pixel count is beyond the limit."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=DECODERS)
     except UnidentifiedImageError as exc:
-        raise ImageError("not an image FaceLab can read (JPEG, PNG, BMP, GIF, PGM, TIFF or WebP).") from exc
+        raise ImageError(f"not an image FaceLab reads ({FORMATS_TEXT}).") from exc
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image is too large to decode safely (possible decompression bomb): {exc}") from exc
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"the image header is damaged ({exc}).") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user-facing refusal
+        raise _damaged(exc) from exc
     max_pixels = limits().max_image_pixels
     if image.width * image.height > max_pixels:
         raise ImageError(
@@ -122,8 +143,8 @@ def load_image(source: Path | str | bytes) -> np.ndarray:
             image.load()
             image = ImageOps.exif_transpose(image) or image
             rgb = _to_rgb(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise ImageError(f"the image is damaged or truncated ({exc}).") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user-facing refusal
+        raise _damaged(exc) from exc
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -141,8 +162,8 @@ def load_thumbnail(source: Path | str | bytes, max_side: int) -> np.ndarray:
         image = ImageOps.exif_transpose(image) or image
         image = _to_rgb(image)
         image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"the image is damaged or truncated ({exc}).") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user-facing refusal
+        raise _damaged(exc) from exc
     return np.asarray(image, dtype=np.uint8)
 
 

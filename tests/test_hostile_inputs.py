@@ -36,6 +36,9 @@ UNUSABLE = {  # name → bytes: each must be refused with a message
     "truncated.jpg": image_bytes(noise_image(300, 300, seed=1), "JPEG")[:2000],
     "bomb.png": encoded(Image.new("1", (20_000, 20_000)), "PNG"),
     "report.pdf.jpg": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n",
+    "postscript.jpg": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n(x) (w) file closefile\n",
+    "icon.jpg": encoded(Image.fromarray(noise_image(32, 32, seed=3)), "ICO"),
+    "texture.jpg": encoded(Image.fromarray(noise_image(32, 32, seed=4)), "DDS"),
 }
 DECODABLE = {  # unusual but valid photos: decoded (no face in them), never an exception
     "sixteen-bit.png": encoded(Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)), "PNG"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFile
 
 from core.images import ImageError, downscale, load_image, load_thumbnail, read_info
 from tests.conftest import image_bytes, noise_image
@@ -64,6 +64,57 @@ def test_animated_gif_gives_its_first_frame() -> None:
 def test_non_images_get_clear_messages(data: bytes, message: str) -> None:
     with pytest.raises(ImageError, match=message):
         load_image(data)
+
+
+POSTSCRIPT = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"
+              b"(facelab-ps-was-here) (w) file closefile\n{ } loop\nshowpage\n")
+REFUSED_FORMATS = ["EPS", "ICO", "TGA", "PCX", "SGI", "IM", "DDS", "QOI", "ICNS", "SPIDER", "XBM", "MSP",
+                   "JPEG2000", "AVIF"]
+
+
+def test_postscript_named_as_a_photo_never_reaches_ghostscript(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Pillow hands EPS to Ghostscript (an interpreter) when it may: an upload must never start a process."""
+    import subprocess
+
+    started: list[object] = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(subprocess, "check_call", lambda *a, **k: started.append(a))
+    monkeypatch.chdir(tmp_path)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(POSTSCRIPT)
+    for read in (load_image, read_info, lambda source: load_thumbnail(source, 32)):
+        with pytest.raises(ImageError, match="not an image FaceLab reads"):
+            read(photo)
+    assert started == [] and sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]
+
+
+@pytest.mark.parametrize("fmt", REFUSED_FORMATS)
+def test_formats_outside_the_allow_list_are_refused_unread(fmt: str) -> None:
+    mode = {"XBM": "1", "MSP": "1", "SPIDER": "F"}.get(fmt, "RGB")
+    data = encode(Image.new("RGB", (16, 16), "red").convert(mode), fmt)
+    with pytest.raises(ImageError, match="not an image FaceLab reads"):
+        load_image(data)
+
+
+def test_every_decoder_failure_is_an_image_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plug-in bug (here: a KeyError from deep inside a decoder) is the same clear refusal, not a traceback."""
+    def broken(self: Image.Image) -> None:
+        raise KeyError("internal decoder state")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        load_image(image_bytes(noise_image(20, 20, seed=9), "PNG"))
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_non_regular_files_are_refused_without_reading(special: str, tmp_path) -> None:
+    import os
+
+    if special == "fifo":
+        special = str(tmp_path / "pipe.jpg")
+        os.mkfifo(special)
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(special)
 
 
 def test_truncated_jpeg_is_reported() -> None:

@@ -82,13 +82,15 @@ def test_good_zip_with_and_without_wrapper(prefix: str) -> None:
 def test_zip_from_path_and_broken_images_reported(tmp_path: Path) -> None:
     truncated = image_bytes(noise_image(seed=5), "JPEG")
     entries = good_entries() + [("train/amy/cut.jpg", truncated[: len(truncated) // 2]),
-                                ("train/bob/fake.png", b"not a png")]
+                                ("train/bob/fake.png", b"not a png"),
+                                ("train/bob/script.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n{ } loop\n")]
     path = tmp_path / "upload.zip"
     path.write_bytes(make_zip(entries))
     report = importer.import_zip(path, "faces")
     reasons = {item["path"]: item["reason"] for item in report.skipped}
     assert reasons["train/amy/cut.jpg"].startswith("broken image")
     assert reasons["train/bob/fake.png"].startswith("broken image")
+    assert "not an image FaceLab reads" in reasons["train/bob/script.jpg"]  # skipped, the rest imported
     assert not (report.path / "train" / "amy" / "cut.jpg").exists()
     assert report.images == 8
 
