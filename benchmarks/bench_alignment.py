@@ -28,13 +28,13 @@ SHARED = ROOT.parent / "shared" / "datasets"
 
 
 def evaluate(dataset: Path, detector: str, align: bool, backbone: str) -> dict[str, float]:
-    from core.backbones import BACKBONES
-    from core.calibration import auc, eer, pairs
-    from core.detection import DETECTORS
-    from core.embeddings import Pipeline, embed_dataset
-    from core.heads import CentroidHead
-    from core.training import encode_labels
-    from core.verification import pair_distances
+    from core.compare.calibration import auc, eer, pairs
+    from core.compare.distances import pair_distances
+    from core.pipeline.backbones import BACKBONES
+    from core.pipeline.detection import DETECTORS
+    from core.pipeline.embeddings import Pipeline, embed_dataset
+    from core.training.heads.centroid import CentroidHead
+    from core.training.metrics import encode_labels
 
     pipeline = Pipeline(DETECTORS.get(detector), BACKBONES.get(backbone), align=align)
     start = time.perf_counter()

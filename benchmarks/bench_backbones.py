@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core.backbones import BACKBONES, Backbone  # noqa: E402
+from core.pipeline.backbones import BACKBONES, Backbone
 
 BATCH = 32
 
@@ -72,7 +72,7 @@ def naive_loop(backbone: Backbone) -> Callable[[np.ndarray], object]:
                               for crop in crops]
     import dlib
 
-    from core.backbones.dlib_resnet import model_path
+    from core.pipeline.backbones.dlib_resnet import model_path
 
     model = dlib.face_recognition_model_v1(str(model_path()))  # in this process, as a notebook would
     return lambda crops: [model.compute_face_descriptor(np.ascontiguousarray(crop)) for crop in crops]

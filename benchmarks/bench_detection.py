@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core.detection import DETECTORS  # noqa: E402
 from core.images import ImageError, is_image_name, load_image  # noqa: E402
+from core.pipeline.detection import DETECTORS
 
 SPLITS = ("train", "validation", "val", "test")
 

@@ -26,12 +26,13 @@ SHARED = Path(os.environ.get("FACELAB_SHARED_DATASETS", ROOT.parent / "shared" /
 
 def measure(dataset: Path, detector: str, settings: dict, head: str) -> dict:
     """Train on ``dataset`` and time two predictions of its test split (cold cache, then warm)."""
-    from core.backbones import BACKBONES
-    from core.detection import DETECTORS
-    from core.embeddings import Pipeline
-    from core.prediction import Predictor, accuracy, photo_sources
+    from core.pipeline.backbones import BACKBONES
+    from core.pipeline.detection import DETECTORS
+    from core.pipeline.embeddings import Pipeline
     from core.runs import load_run
-    from core.training import TrainConfig, train_on_dataset
+    from core.services.predict import Predictor, accuracy, photo_sources
+    from core.services.train import train_on_dataset
+    from core.training.config import TrainConfig
 
     pipeline = Pipeline(DETECTORS.get(detector, **settings), BACKBONES.get("dlib-resnet"))
     with tempfile.TemporaryDirectory() as train_home, tempfile.TemporaryDirectory() as predict_home:

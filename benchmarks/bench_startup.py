@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASET_PAGE_IMPORTS = "import core.dataset, core.importer, core.images"
+DATASET_PAGE_IMPORTS = "import core.data.layout, core.data.audit, core.data.zipimport, core.data.builder, core.images"
 
 
 def import_seconds(statement: str) -> float:

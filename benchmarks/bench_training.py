@@ -30,10 +30,11 @@ SHARED = ROOT.parent / "shared" / "datasets"
 
 
 def accuracy_table(datasets: list[str]) -> None:
-    from core.backbones import BACKBONES
-    from core.detection import DETECTORS
-    from core.embeddings import Pipeline
-    from core.training import TrainConfig, train_on_dataset
+    from core.pipeline.backbones import BACKBONES
+    from core.pipeline.detection import DETECTORS
+    from core.pipeline.embeddings import Pipeline
+    from core.services.train import train_on_dataset
+    from core.training.config import TrainConfig
 
     pipeline = Pipeline(DETECTORS.get("mtcnn"), BACKBONES.get("dlib-resnet"))
     print("| dataset | head | val accuracy | test accuracy | test photos without a face | train s |")
@@ -46,10 +47,11 @@ def accuracy_table(datasets: list[str]) -> None:
 
 
 def head_speed() -> None:
-    from core.backbones import BACKBONES
-    from core.detection import DETECTORS
-    from core.embeddings import Pipeline, embed_dataset
-    from core.training import TrainConfig, train_head
+    from core.pipeline.backbones import BACKBONES
+    from core.pipeline.detection import DETECTORS
+    from core.pipeline.embeddings import Pipeline, embed_dataset
+    from core.training.config import TrainConfig
+    from core.training.fit import train_head
 
     pipeline = Pipeline(DETECTORS.get("mtcnn"), BACKBONES.get("dlib-resnet"))
     embed_dataset(SHARED / "five_celebrity_faces", pipeline)
@@ -69,8 +71,9 @@ def head_speed() -> None:
 def finetune_speed(n: int = 32) -> None:
     import keras
 
-    from core.backbones.vggface16 import VGGFace16
-    from core.finetune import FinetunedHead, build_finetune_model, set_phase
+    from core.pipeline.backbones.vggface16 import VGGFace16
+    from core.training.finetune import build_finetune_model, set_phase
+    from core.training.heads.finetuned import FinetunedHead
 
     backbone = VGGFace16(weights="random")
     rng = np.random.default_rng(0)

@@ -3,7 +3,7 @@ plus the warm end-to-end time to verify two 640×480 photos.
 
 Pairs: every photo of every split of a dataset together (glint360k_celebrity_sample: 458
 photos of 23 people), all genuine pairs and a deterministic sample of impostor pairs
-(``core.calibration.pairs``); AUC and EER on the euclidean distance, the one dlib
+(``core.compare.calibration.pairs``); AUC and EER on the euclidean distance, the one dlib
 documents. Photos where the detector finds no face are counted and left out of the pairs.
 Each photo is detected once per detection variant; each backbone variant then aligns and
 embeds the same faces, so the variants are compared on identical inputs.
@@ -39,12 +39,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("FACELAB_HOME", tempfile.mkdtemp(prefix="facelab-bench-"))  # never touch a real home
 
-from core.backbones import BACKBONES  # noqa: E402
-from core.calibration import calibrate  # noqa: E402
-from core.dataset import scan  # noqa: E402
-from core.detection import DETECTORS  # noqa: E402
-from core.detection.base import Face  # noqa: E402
+from core.compare.calibration import calibrate
+from core.data.layout import scan
 from core.images import load_image  # noqa: E402
+from core.pipeline.backbones import BACKBONES
+from core.pipeline.detection import DETECTORS
+from core.pipeline.detection.base import Face
 
 SHARED = Path(os.environ.get("FACELAB_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
 PAD = 0.25
@@ -137,8 +137,8 @@ def photo_640x480(path: Path) -> bytes:
 
 
 def timing(detector_name: str, backbone_settings: dict, repeats: int) -> None:
-    from core import verify_service as service
-    from core.embeddings import Pipeline
+    from core.pipeline.embeddings import Pipeline
+    from core.services import verify as service
 
     folder = SHARED / "deepface_unit_identities" / "train" / "person_01"
     if not folder.is_dir():

@@ -28,8 +28,8 @@ import numpy as np
 
 from core.config import limits, runs_dir
 from core.files import write_json_atomic
-from core.heads import Head, KerasHead
-from core.training import TrainConfig, TrainResult
+from core.training.config import TrainConfig, TrainResult
+from core.training.heads import Head, load_head
 
 RUN_FILE = "run.json"
 ACTIVE_FILE = "active.json"
@@ -199,7 +199,7 @@ def load_run(run_id: str) -> LoadedRun:
         config = TrainConfig.from_dict(_read_json(path / "config.json"))
         history = _read_json(path / "history.json")
         metrics = _read_json(path / "metrics.json")
-        head = Head.load(path)
+        head = load_head(path)
         extras: dict[str, np.ndarray] = {}
         if (path / GALLERY_FILE).is_file():
             with np.load(path / GALLERY_FILE, allow_pickle=False) as data:
@@ -328,7 +328,7 @@ def export_savedmodel(run_id: str, dest: Path | str) -> Path:
     if dest.exists():
         raise FileExistsError(f"{dest} already exists; choose a new folder for the export.")
     loaded = load_run(run_id)
-    if not isinstance(loaded.head, KerasHead):
+    if not loaded.head.savedmodel:
         raise ValueError(f"run {run_id} uses the '{loaded.head.kind}' head, which has no Keras model to export; "
                          "export the run as a zip instead.")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ FLASH = "_facelab_flash"  # messages queued for the next run of the page that qu
 @st.cache_resource(show_spinner="Loading the face detector…")
 def detector(name: str, **settings: Any) -> Any:
     """The shared detector instance (built once per process, thread-safe)."""
-    from core.detection import DETECTORS
+    from core.pipeline.detection import DETECTORS
 
     return DETECTORS.get(name, **settings)
 
@@ -28,7 +28,7 @@ def detector(name: str, **settings: Any) -> Any:
 @st.cache_resource(show_spinner="Loading the face model…")
 def backbone(name: str) -> Any:
     """The shared backbone instance (built once per process, thread-safe)."""
-    from core.backbones import BACKBONES
+    from core.pipeline.backbones import BACKBONES
 
     return BACKBONES.get(name)
 
@@ -87,7 +87,7 @@ def dataset_picker(label: str = "Dataset", key: str = "dataset") -> Path | None:
     """Let the user choose a dataset: FaceLab's own, the server's shared ones and, when the server's owner
     allows it, any folder on the server. Returns its folder, or None while nothing usable is chosen."""
     from core.config import allow_server_paths
-    from core.dataset import list_datasets
+    from core.data.layout import list_datasets
 
     refs = list_datasets()
     options = [ref.label for ref in refs] + ([SERVER_FOLDER] if allow_server_paths() else [])
@@ -112,14 +112,14 @@ def dataset_picker(label: str = "Dataset", key: str = "dataset") -> Path | None:
 
 @st.cache_data(show_spinner="Auditing the dataset…", max_entries=8)
 def _audit_cached(_dataset: Any, root: str, fingerprint: str, with_hashes: bool) -> Any:
-    from core.dataset import audit
+    from core.data.audit import audit
 
     return audit(_dataset, with_hashes=with_hashes)
 
 
 def dataset_audit(path: Path, with_hashes: bool = True) -> Any:
     """The audit of a dataset folder, recomputed only when its files change (keyed by the fingerprint)."""
-    from core.dataset import fingerprint, scan
+    from core.data.layout import fingerprint, scan
 
     dataset = scan(path)
     return _audit_cached(dataset, str(dataset.root), fingerprint(dataset), with_hashes)

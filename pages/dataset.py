@@ -14,8 +14,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import importer
-from core.dataset import FACES_COLUMN, Audit, fingerprint, page, page_count, thumbnail
+from core.data import builder, zipimport
+from core.data.audit import FACES_COLUMN, Audit
+from core.data.layout import fingerprint, thumbnail
+from core.data.paging import page, page_count
 from pages.common import (
     dataset_audit,
     dataset_picker,
@@ -101,7 +103,7 @@ def show_gallery(result: Audit) -> None:
 
 def show_face_counts(result: Audit) -> None:
     """Faces per photo (0 / 1 / many) with a chosen detector, computed on request: detection is slow."""
-    from core.detection import DEFAULT_DETECTOR, DETECTORS
+    from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
 
     st.subheader("Faces per photo")
     entries = DETECTORS.entries()
@@ -110,7 +112,7 @@ def show_face_counts(result: Audit) -> None:
                         key="ds_face_detector")
     key = ("faces", str(result.dataset.root), fingerprint(result.dataset), name)
     if st.button("Count faces", key="ds_count_faces", help=entries[name].description):
-        from core.detection import count_faces
+        from core.pipeline.detection import count_faces
 
         bar = st.progress(0.0)
         with user_errors("Could not count faces"):
@@ -166,7 +168,7 @@ def import_tab() -> None:
     overwrite = st.checkbox("Replace an existing dataset with this name", key="ds_zip_overwrite")
     if st.button("Import", disabled=upload is None, key="ds_zip_import"):
         with user_errors("Import refused"):
-            report = importer.import_zip(upload.getvalue(), name.strip() or Path(upload.name).stem,
+            report = zipimport.import_zip(upload.getvalue(), name.strip() or Path(upload.name).stem,
                                          overwrite=overwrite)
             st.success(f"Imported {report.images} photos of {len(report.people)} people as '{report.name}'. "
                        "Pick it in the Audit tab.")
@@ -187,7 +189,7 @@ def add_photos_section(dataset: str, person: str) -> None:
     round_ = st.session_state.get("ds_upload_round", 0)
     uploads = st.file_uploader("Photos", type=None, accept_multiple_files=True, key=f"ds_photos_{round_}")
     if st.button(f"Add {len(uploads or [])} photo(s) to {person}", disabled=not uploads, key="ds_add_photos"):
-        report = importer.add_photos(dataset, person, [(f.name, f.getvalue()) for f in uploads])
+        report = builder.add_photos(dataset, person, [(f.name, f.getvalue()) for f in uploads])
         if report.added:
             flash("success", f"Added {len(report.added)} photo(s) to {person}.")
         for filename, message in report.rejected:
@@ -197,7 +199,7 @@ def add_photos_section(dataset: str, person: str) -> None:
     shot = st.camera_input("Or take a webcam shot", key=f"ds_camera_{round_}")
     if shot is not None and st.button(f"Add this shot to {person}", key="ds_add_shot"):
         with user_errors("Shot not added"):
-            importer.add_photo(dataset, person, shot.getvalue(), shot.name)
+            builder.add_photo(dataset, person, shot.getvalue(), shot.name)
             flash("success", f"Added a webcam shot to {person}.")
             _bump("ds_upload_round")
             st.rerun()
@@ -205,13 +207,13 @@ def add_photos_section(dataset: str, person: str) -> None:
 
 def person_section(dataset: str, person: str) -> None:
     add_photos_section(dataset, person)
-    photos = importer.list_photos(dataset, person)
+    photos = builder.list_photos(dataset, person)
     st.caption(f"{person}: {len(photos)} photo(s)")
 
     def remove_button(path: Path) -> None:
         if st.button("Remove", key=f"ds_remove_{path.name}"):
             with user_errors("Could not remove the photo"):
-                importer.remove_photo(dataset, person, path.name)
+                builder.remove_photo(dataset, person, path.name)
                 flash("success", f"Removed {path.name}.")
                 st.rerun()
 
@@ -221,14 +223,14 @@ def person_section(dataset: str, person: str) -> None:
         new_name = st.text_input("New name", key=f"ds_rename_{person}")
         if st.button("Rename", key="ds_rename"):
             with user_errors("Could not rename"):
-                importer.rename_person(dataset, person, new_name)
+                builder.rename_person(dataset, person, new_name)
                 flash("success", f"Renamed {person} to {new_name.strip()}.")
                 st.rerun()
     with right:
         sure = st.checkbox(f"Yes, delete {person} and all their photos", key=f"ds_delete_person_ok_{person}")
         if st.button("Delete person", disabled=not sure, key="ds_delete_person"):
             with user_errors("Could not delete"):
-                importer.delete_person(dataset, person)
+                builder.delete_person(dataset, person)
                 flash("success", f"Deleted {person} and their photos.")
                 st.rerun()
 
@@ -244,20 +246,20 @@ def split_section(dataset: str) -> None:
     seed = int(st.number_input("Seed", 0, 10_000, 0, key="ds_split_seed"))
     if st.button("Split", key="ds_split"):
         with user_errors("Could not split"):
-            layout = importer.split_dataset(dataset, (train, validation, test), seed=seed)
+            layout = builder.split_dataset(dataset, (train, validation, test), seed=seed)
             table = pd.DataFrame(layout).fillna(0).astype(int)
             st.success(f"Split {int(table.to_numpy().sum())} photos.")
             st.dataframe(table)
 
 
 def builder_tab() -> None:
-    names = importer.builder_datasets()
+    names = builder.builder_datasets()
     left, right = st.columns(2)
     with right:
         new = st.text_input("New dataset name", key="ds_new_name")
         if st.button("Create dataset", key="ds_create"):
             with user_errors("Could not create the dataset"):
-                importer.create_dataset(new)
+                builder.create_dataset(new)
                 flash("success", f"Created '{new.strip()}'.")
                 st.rerun()
     if not names:
@@ -267,10 +269,10 @@ def builder_tab() -> None:
     new_person = st.text_input("Person's name", key="ds_new_person")
     if st.button("Add person", key="ds_add_person"):
         with user_errors("Could not add the person"):
-            importer.add_person(dataset, new_person)
+            builder.add_person(dataset, new_person)
             flash("success", f"Added {new_person.strip()}.")
             st.rerun()
-    people = importer.list_people(dataset)
+    people = builder.list_people(dataset)
     if people:
         person = st.selectbox("Person", people, key="ds_builder_person")
         person_section(dataset, person)
@@ -281,7 +283,7 @@ def builder_tab() -> None:
     sure = st.checkbox(f"Yes, delete '{dataset}' and every photo in it", key="ds_delete_dataset_ok")
     if st.button("Delete dataset", disabled=not sure, key="ds_delete_dataset"):
         with user_errors("Could not delete the dataset"):
-            importer.delete_dataset(dataset)
+            builder.delete_dataset(dataset)
             flash("success", f"Deleted '{dataset}'.")
             st.rerun()
 

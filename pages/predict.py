@@ -18,14 +18,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.dataset import fingerprint, page, page_count, scan, thumbnail
-from core.embeddings import Source
+from core.compare.unknown import UnknownRule
+from core.data.layout import fingerprint, scan, thumbnail
+from core.data.paging import page, page_count
 from core.images import ImageError, downscale, encode_jpeg
-from core.prediction import (
+from core.pipeline.embeddings import Source
+from core.runs import RunInfo, active_run, list_runs
+from core.services.predict import (
     FacePrediction,
     PhotoPrediction,
     Predictor,
-    UnknownRule,
     accuracy,
     annotated_zip,
     load_source,
@@ -35,7 +37,6 @@ from core.prediction import (
     predictor_for_run,
     relabel,
 )
-from core.runs import RunInfo, active_run, list_runs
 from pages.common import dataset_picker, ensure_app_navigation, progress_callback, user_errors
 
 ensure_app_navigation()

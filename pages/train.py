@@ -24,14 +24,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import runs as run_store
-from core.backbones import BACKBONES, default_backbone
 from core.config import allow_server_paths, weights_dir
-from core.dataset import fingerprint, scan, thumbnail
-from core.detection import DEFAULT_DETECTOR, DETECTORS
-from core.embeddings import EmbeddingCache, Pipeline, photo_cache_key
-from core.heads import HEAD_KINDS, KerasHead
+from core.data.layout import fingerprint, scan, thumbnail
 from core.images import content_hash
-from core.training import CLASS_WEIGHTINGS, TrainConfig
+from core.pipeline.backbones import BACKBONES, default_backbone
+from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
+from core.pipeline.embeddings import EmbeddingCache, Pipeline, photo_cache_key
+from core.training.config import CLASS_WEIGHTINGS, TrainConfig
+from core.training.heads import HEADS, head_class, head_kinds
 from pages.common import (
     backbone,
     choose,
@@ -130,7 +130,7 @@ class TrainJob:
         self.thread.start()
 
     def _run(self, pipeline: Pipeline, name: str | None) -> None:
-        from core.training import train_on_dataset
+        from core.services.train import train_on_dataset
 
         try:
             info, result, report = train_on_dataset(self.root, pipeline, self.config, progress=self._progress,
@@ -155,8 +155,9 @@ class TrainJob:
 
 def validation_mistakes(run_id: str, pipeline: Pipeline, root: Path) -> list[dict[str, Any]]:
     """Validation photos the new run names wrongly, as the confusion matrix counts them (largest face, no rejection)."""
-    from core.prediction import Predictor, UnknownRule
+    from core.compare.unknown import UnknownRule
     from core.runs import load_run
+    from core.services.predict import Predictor
 
     records = [r for r in scan(root).images if r.split == "validation" and r.person is not None]
     if not records:
@@ -173,7 +174,7 @@ def validation_mistakes(run_id: str, pipeline: Pipeline, root: Path) -> list[dic
 
 def weights_panel() -> None:
     """Ways to get the VGG-Face weights: download them, or install a file already on the server."""
-    from core import weights
+    from core.pipeline import weights
 
     with st.expander("Get the VGG-Face weights"):
         st.write(f"The weights (about 580 MB) go to `{weights_dir()}` and are checked before use.")
@@ -309,7 +310,7 @@ def show_estimate(counts: dict[str, int], detector_name: str, backbone_name: str
     parts = [f"embedding {counts['uncached']} new photo(s) × ~{per_photo:.2f} s"
              + (f" ({cached} already cached)" if cached else "")]
     if config.mode == "finetune":
-        from core.finetune import epochs_estimate_seconds
+        from core.training.finetune import epochs_estimate_seconds
 
         crops = counts["total"] * DETECT_SECONDS.get(detector_name, 0.5)
         train = crops + epochs_estimate_seconds(counts["train"], config.epochs, FINETUNE_IMAGES_PER_SECOND)
@@ -353,8 +354,10 @@ def settings_and_start() -> None:
                         help=None if can_finetune else "Fine-tuning needs VGGFace16 with its weights.")
         head = "softmax"
         if mode == "head":
-            head = st.selectbox("Head", list(HEAD_KINDS), key="tr_head", format_func=lambda k: HEAD_KINDS[k].label)
-            st.caption(HEAD_KINDS[head].description)
+            kinds = head_kinds()
+            head = st.selectbox("Head", list(kinds), index=list(kinds).index(TrainConfig().head), key="tr_head",
+                                format_func=lambda k: kinds[k].label)
+            st.caption(kinds[head].description)
     st.subheader("Settings")
     config = hyper_parameters(mode, head)
     name = st.text_input("Run name (optional)", key="tr_name", placeholder="a name is made from the settings")
@@ -591,7 +594,7 @@ def run_actions(info: Any, active: str | None) -> None:
         st.download_button("Download run (zip)", lambda: run_store.export_run_zip(info.id),
                            file_name=f"facelab_run_{info.id}.zip", mime="application/zip", key="tr_run_zip",
                            help="Every file of the run: model, labels, settings, history and metrics.")
-        exportable = info.head in KerasHead.BUILDERS
+        exportable = info.head in HEADS.entries() and head_class(info.head).savedmodel
         st.download_button("Download SavedModel (zip)", lambda: run_store.export_savedmodel_zip(info.id),
                            file_name=f"facelab_savedmodel_{info.id}.zip", mime="application/zip",
                            key="tr_run_savedmodel", disabled=not exportable,

@@ -15,15 +15,19 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import verify_service as service
-from core.backbones import BACKBONES, default_backbone
-from core.barcode import barcode_matrix, difference_barcode, shared_scale
-from core.calibration import Calibration, load_calibration
-from core.dataset import scan, thumbnail
-from core.detection import DEFAULT_DETECTOR, DETECTORS
-from core.embeddings import Pipeline
+from core.compare.barcode import barcode_matrix, difference_barcode, shared_scale
+from core.compare.calibration import Calibration, load_calibration
+from core.compare.distances import METRICS
+from core.compare.projection import TSNE_MIN_POINTS
+from core.compare.verification import Verdict
+from core.data.layout import scan, thumbnail
 from core.images import IMAGE_EXTENSIONS, content_hash
-from core.verification import METRICS, TSNE_MIN_POINTS, Verdict
+from core.pipeline.backbones import BACKBONES, default_backbone
+from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
+from core.pipeline.embeddings import Pipeline
+from core.services import calibrate as calibrate_service
+from core.services import gallery as gallery_service
+from core.services import verify as service
 from pages.common import (
     backbone,
     choose,
@@ -199,7 +203,7 @@ GALLERIES_KEPT = 4
 
 
 @st.cache_resource
-def galleries() -> dict[tuple[str, str, str], service.Gallery]:
+def galleries() -> dict[tuple[str, str, str], gallery_service.Gallery]:
     """Dataset embeddings shared by every session, per dataset version and pipeline (oldest dropped first).
 
     A plain shared dict rather than a cached function, because embedding a dataset drives a progress
@@ -208,12 +212,12 @@ def galleries() -> dict[tuple[str, str, str], service.Gallery]:
     return {}
 
 
-def load_gallery(pipeline: Pipeline, root: Path) -> service.Gallery:
+def load_gallery(pipeline: Pipeline, root: Path) -> gallery_service.Gallery:
     store = galleries()
     key = gallery_key(pipeline, root)
     if key not in store:
         bar = st.progress(0.0, text="Embedding the dataset…")
-        built = service.build_gallery(pipeline, root, progress=progress_callback(bar, "Embedding the dataset"))
+        built = gallery_service.build_gallery(pipeline, root, progress=progress_callback(bar, "Embedding the dataset"))
         bar.empty()
         while len(store) >= GALLERIES_KEPT:
             store.pop(next(iter(store)), None)
@@ -226,7 +230,7 @@ def load_gallery(pipeline: Pipeline, root: Path) -> service.Gallery:
 
 
 def gallery_key(pipeline: Pipeline, root: Path) -> tuple[str, str, str]:
-    return str(root), service.dataset_fingerprint(root), pipeline.key
+    return str(root), calibrate_service.dataset_fingerprint(root), pipeline.key
 
 
 def gallery_ready(pipeline: Pipeline, root: Path) -> bool:
@@ -271,7 +275,7 @@ def show_calibration(pipeline: Pipeline, root: Path | None, calibration: Calibra
         target = st.number_input("Target false-accept rate", 0.0, 1.0, 0.01, 0.005, format="%.3f", key="vf_far")
     if st.button(f"Calibrate on {root.name}", key="vf_calibrate"):
         with user_errors("Calibration failed"):
-            service.calibrate_gallery(pipeline, load_gallery(pipeline, root), target)
+            calibrate_service.calibrate_gallery(pipeline, load_gallery(pipeline, root), target)
             st.rerun()  # the verdict above is drawn before this button: redraw it with the new thresholds
     if calibration is None:
         return None
@@ -294,25 +298,25 @@ def show_calibration(pipeline: Pipeline, root: Path | None, calibration: Calibra
 # --- identification and map -------------------------------------------------------------------------------
 
 
-def show_search(faces: list[tuple[str, Any]], found: service.Gallery, metric: str) -> None:
+def show_search(faces: list[tuple[str, Any]], found: gallery_service.Gallery, metric: str) -> None:
     st.subheader("Who is this?")
     st.caption(f"The nearest people in {found.root.name} ({METRIC_NAMES[metric]} distance, each person at their "
                "closest photo).")
     for label, view in faces:
         st.markdown(f"**{label}**")
         columns = st.columns(5)
-        for column, match in zip(columns, service.identify(found, view.embedding, metric)):
+        for column, match in zip(columns, gallery_service.identify(found, view.embedding, metric)):
             with user_errors(match.path.name):
                 column.image(thumbnail(match.path, THUMB), width=THUMB)
             column.caption(f"{match.person}\n\n{match.distance:.4f}")
 
 
 @st.cache_data(max_entries=8, show_spinner="Projecting the embeddings…")
-def projection(key: str, method: str, _found: service.Gallery, _extra: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return service.embedding_map(_found, _extra, method)
+def projection(key: str, method: str, _found: gallery_service.Gallery, _extra: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return gallery_service.embedding_map(_found, _extra, method)
 
 
-def show_map(faces: list[tuple[str, Any]], found: service.Gallery, pipeline: Pipeline) -> None:
+def show_map(faces: list[tuple[str, Any]], found: gallery_service.Gallery, pipeline: Pipeline) -> None:
     st.subheader("Embedding map")
     method = st.radio("Projection", ["pca", "tsne"], horizontal=True, key="vf_projection",
                       format_func={"pca": "PCA (instant)", "tsne": "t-SNE (slower, keeps neighbours)"}.get)
@@ -355,7 +359,7 @@ def distance_change(pipeline: Pipeline, faces: list[tuple[str, Any]], distance: 
 def calibration_for(pipeline: Pipeline, root: Path | None) -> Calibration | None:
     if root is None:
         return None
-    return load_calibration(service.calibration_context(pipeline, service.dataset_fingerprint(root)))
+    return load_calibration(calibrate_service.calibration_context(pipeline, calibrate_service.dataset_fingerprint(root)))
 
 
 st.title("Verify")
@@ -394,5 +398,5 @@ if root is not None and chosen:
     if gallery_ready(pipeline, root) or st.button(f"Search {root.name} and map its embeddings", key="vf_search"):
         with user_errors("Search failed"):
             found = load_gallery(pipeline, root)
-            show_search(chosen, found, calibration.metric if calibration else service.decision_metric(pipeline))
+            show_search(chosen, found, calibration.metric if calibration else pipeline.backbone.decision_metric)
             show_map(chosen, found, pipeline)

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from core import alignment
-from core.alignment import MAX_EYE_ANGLE, align_face, eye_angle, rotation_matrix, transform_point
-from core.detection.base import Face
 from core.images import ImageError
+from core.pipeline import alignment
+from core.pipeline.alignment import MAX_EYE_ANGLE, align_face, eye_angle, rotation_matrix, transform_point
+from core.pipeline.detection.base import Face
 from tests.conftest import noise_image
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import weights
-from core.backbones import BACKBONES, default_backbone
-from core.backbones import vggface16 as vgg
-from core.backbones.vggface16 import VGGFace16, build_vggface16, load_weights, preprocess_input
-from core.detection.base import Face
 from core.images import load_image
-from core.weights import WeightsError
+from core.pipeline import weights
+from core.pipeline.backbones import BACKBONES, default_backbone
+from core.pipeline.backbones import vggface16 as vgg
+from core.pipeline.backbones.vggface16 import VGGFace16, build_vggface16, load_weights, preprocess_input
+from core.pipeline.detection.base import Face
+from core.pipeline.weights import WeightsError
 from tests.test_weights import RCMALLI, write_keras2_h5
 
 # Reduced model for loading tests: the real convolutions, a 32×32 input (pool5 is 1×1×512), a small top.
@@ -315,7 +315,7 @@ def test_dlib_embed_shapes_and_options(dlib_resnet, celebrity_faces) -> None:
 
 
 def test_dlib_identity(dlib_resnet) -> None:
-    from core.backbones.dlib_resnet import model_path
+    from core.pipeline.backbones.dlib_resnet import model_path
 
     assert BACKBONES.entry("dlib-resnet").available() is None
     assert dlib_resnet.weights_id == hashlib.sha256(model_path().read_bytes()).hexdigest()[:16]
@@ -323,7 +323,7 @@ def test_dlib_identity(dlib_resnet) -> None:
 
 
 def test_worker_processes_give_the_in_process_descriptors(dlib_resnet, celebrity_faces) -> None:
-    from core.backbones import _dlib_pool
+    from core.pipeline.backbones import _dlib_pool
 
     chips = np.stack([dlib_resnet.align(image, face).crop for image, face in celebrity_faces["madonna"]])
     pool = _dlib_pool.pool_for(dlib_resnet._path)
@@ -333,8 +333,8 @@ def test_worker_processes_give_the_in_process_descriptors(dlib_resnet, celebrity
 
 
 def test_a_dead_worker_falls_back_to_this_process(celebrity_faces, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.backbones import _dlib_pool
-    from core.backbones.dlib_resnet import DlibResNet, model_path
+    from core.pipeline.backbones import _dlib_pool
+    from core.pipeline.backbones.dlib_resnet import DlibResNet, model_path
 
     monkeypatch.setattr(_dlib_pool, "_pools", {})  # a private pool for this test, not the session's
     backbone = DlibResNet(flip_average=False)
@@ -349,7 +349,7 @@ def test_a_dead_worker_falls_back_to_this_process(celebrity_faces, monkeypatch: 
 
 
 def test_worker_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.backbones import _dlib_pool
+    from core.pipeline.backbones import _dlib_pool
 
     monkeypatch.setenv(_dlib_pool.WORKERS_ENV, "0")
     assert _dlib_pool.worker_count() == 0

@@ -1,11 +1,11 @@
-"""Embedding barcodes and their shared colour scale (core.barcode)."""
+"""Embedding barcodes and their shared colour scale (core.compare.barcode)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.barcode import DEFAULT_ROWS, barcode_matrix, difference_barcode, shared_scale
+from core.compare.barcode import DEFAULT_ROWS, barcode_matrix, difference_barcode, shared_scale
 
 
 def test_barcode_repeats_the_embedding_in_every_row():

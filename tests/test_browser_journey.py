@@ -105,7 +105,7 @@ def build_dataset(page, people: dict[str, list[Path]]) -> None:  # noqa: ANN001
 
 
 def test_build_audit_train_predict_verify(page, live_app, artifacts_dir: Path) -> None:
-    from core.importer import split_counts
+    from core.data.builder import split_counts
 
     url, home = live_app
     people = {person: person_photos(person) for person in PEOPLE}

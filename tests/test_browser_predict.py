@@ -15,10 +15,11 @@ pytestmark = pytest.mark.browser
 def server_with_run(live_app: tuple[str, Path]) -> str:
     """The live server's URL, after a run was saved in its FaceLab home (trained here, in-process)."""
     dataset = shared_dataset("five_celebrity_faces")
-    from core.backbones import BACKBONES
-    from core.detection import DETECTORS
-    from core.embeddings import Pipeline
-    from core.training import TrainConfig, train_on_dataset
+    from core.pipeline.backbones import BACKBONES
+    from core.pipeline.detection import DETECTORS
+    from core.pipeline.embeddings import Pipeline
+    from core.services.train import train_on_dataset
+    from core.training.config import TrainConfig
 
     url, home = live_app
     with pytest.MonkeyPatch.context() as patch:

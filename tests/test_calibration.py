@@ -1,4 +1,4 @@
-"""Pairs, ROC/AUC/EER, threshold choice, the Calibration record and its store (core.calibration)."""
+"""Pairs, ROC/AUC/EER, threshold choice, the Calibration record and its store (core.compare.calibration)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import core.calibration as calibration_module
+import core.compare.calibration as calibration_module
 import core.files as files_module
-from core.calibration import (
+from core.compare.calibration import (
     MIN_IMPOSTOR,
     ROC_POINTS,
     TOO_FEW_MESSAGE,
@@ -30,9 +30,10 @@ from core.calibration import (
     save_calibration,
     threshold_at_far,
 )
+from core.compare.distances import METRICS, ZeroEmbeddingError, logistic_confidence, nearest
+from core.compare.verification import verify
 from core.config import cache_dir
 from core.images import load_image
-from core.verification import METRICS, ZeroEmbeddingError, logistic_confidence, nearest, verify
 from tests.conftest import identity_clusters, shared_dataset
 
 CONTEXT = {"dataset": "sha256:abc", "detector": "mtcnn", "align": True, "backbone": "vgg-face", "weights": "w1"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.embeddings import EmbeddingCache, Pipeline
+from core.pipeline.embeddings import EmbeddingCache, Pipeline
 from tests.conftest import image_bytes, noise_image
 from tests.test_embeddings import CountingDetector, MeanColourBackbone
 
@@ -23,7 +23,8 @@ def _embed_worker(cache_root: str) -> int:
 def _save_worker(home: str, seed: int) -> str:
     os.environ["FACELAB_HOME"] = home
     from core.runs import save_run
-    from core.training import TrainConfig, train_head
+    from core.training.config import TrainConfig
+    from core.training.fit import train_head
 
     rng = np.random.default_rng(seed)
     X = np.concatenate([rng.normal(0, 1, (5, 8)) + 5, rng.normal(0, 1, (5, 8)) - 5]).astype(np.float32)

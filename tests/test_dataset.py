@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import dataset as ds
+from core.data import audit as audit_module
+from core.data import layout, paging
 from tests.conftest import ROOT, image_bytes, noise_image, shared_dataset
 
 
@@ -43,7 +44,7 @@ def make(root: Path, layout: dict[str, dict[str, int]], seed: int = 0) -> Path:
     return root
 
 
-def kinds(result: ds.Audit) -> dict[str, list[dict[str, str]]]:
+def kinds(result: audit_module.Audit) -> dict[str, list[dict[str, str]]]:
     found: dict[str, list[dict[str, str]]] = {}
     for problem in result.problems:
         found.setdefault(problem["kind"], []).append(problem)
@@ -53,7 +54,7 @@ def kinds(result: ds.Audit) -> dict[str, list[dict[str, str]]]:
 def test_counts_people_and_table(tmp_path: Path) -> None:
     root = make(tmp_path / "d", {"train": {"bob": 3, "amy": 2}, "validation": {"amy": 1, "bob": 1},
                                  "test": {"amy": 1, "bob": 2}})
-    result = ds.audit(ds.scan(root))
+    result = audit_module.audit(layout.scan(root))
     assert result.people == ["amy", "bob"]
     assert result.counts == {"train": {"amy": 2, "bob": 3}, "validation": {"amy": 1, "bob": 1},
                              "test": {"amy": 1, "bob": 2}}
@@ -61,8 +62,8 @@ def test_counts_people_and_table(tmp_path: Path) -> None:
     assert list(result.table.columns) == ["train", "validation", "test"]
     assert result.per_person.to_dict() == {"amy": 4, "bob": 6}
     assert result.totals()["per_split"] == {"train": 5, "validation": 2, "test": 3}
-    assert all(r.size > 0 for r in ds.scan(root).files)
-    assert result.images[ds.FACES_COLUMN].isna().all()  # reserved for the face pipeline
+    assert all(r.size > 0 for r in layout.scan(root).files)
+    assert result.images[audit_module.FACES_COLUMN].isna().all()  # reserved for the face pipeline
     assert set(kinds(result)) == set()  # a clean dataset has no problems
 
 
@@ -72,11 +73,11 @@ def test_val_alias_and_unlabelled_test(tmp_path: Path) -> None:
     write(root / "test" / "y.png", photo(101))
     write(root / ".DS_Store", b"junk")
     write(root / "__MACOSX" / "train" / "._a.png", b"junk")
-    scanned = ds.scan(root)
+    scanned = layout.scan(root)
     assert list(scanned.splits) == ["train", "validation", "test"]
     assert {r.person for r in scanned.files if r.split == "test"} == {None}
     assert all("MACOSX" not in str(r.path) and r.path.name != ".DS_Store" for r in scanned.files)
-    result = ds.audit(scanned)
+    result = audit_module.audit(scanned)
     assert result.counts["validation"] == {"a": 1, "b": 1}
     assert result.counts["test"] == {}
     assert result.totals()["unlabelled"] == 2
@@ -93,9 +94,9 @@ def test_bad_files_are_reported_not_dropped(tmp_path: Path) -> None:
     write(root / "train" / "b" / "cut.jpg", truncated[: len(truncated) // 2])
     (root / "train" / "c").mkdir()
     write(root / "train" / "loose.png", photo(51))
-    scanned = ds.scan(root)
+    scanned = layout.scan(root)
     assert len(scanned.files) == 9  # every file recorded, the text file included
-    result = ds.audit(scanned)
+    result = audit_module.audit(scanned)
     found = kinds(result)
     assert [p["path"] for p in found["not_image"]] == ["train/a/notes.txt"]
     unreadable = {p["path"]: p["message"] for p in found["unreadable"]}
@@ -113,7 +114,7 @@ def test_header_only_audit_catches_non_images_but_skips_hashes(tmp_path: Path) -
     root = make(tmp_path / "d", {"train": {"a": 2, "b": 2}})
     write(root / "train" / "a" / "dup.png", (root / "train" / "b" / "0.png").read_bytes())
     write(root / "train" / "b" / "fake.png", b"nope")
-    result = ds.audit(ds.scan(root), with_hashes=False)
+    result = audit_module.audit(layout.scan(root), with_hashes=False)
     assert "unreadable" in kinds(result)
     assert "duplicate" not in kinds(result)
     assert result.images["sha256"].isna().all()
@@ -123,7 +124,7 @@ def test_byte_duplicates_within_and_across_splits(tmp_path: Path) -> None:
     root = make(tmp_path / "d", {"train": {"a": 3, "b": 3}, "test": {"a": 1, "b": 1}})
     write(root / "test" / "a" / "leak.png", (root / "train" / "a" / "0.png").read_bytes())
     write(root / "train" / "b" / "copy.png", (root / "train" / "b" / "1.png").read_bytes())
-    found = kinds(ds.audit(ds.scan(root)))
+    found = kinds(audit_module.audit(layout.scan(root)))
     assert len(found["leakage"]) == 1 and found["leakage"][0]["severity"] == "error"
     assert "test/a/leak.png" in found["leakage"][0]["message"]
     assert len(found["duplicate"]) == 1 and "train/b/copy.png" in found["duplicate"][0]["message"]
@@ -139,7 +140,7 @@ def test_near_duplicates_resized_and_reencoded(tmp_path: Path) -> None:
     resized = np.asarray(Image.fromarray(original).resize((70, 70), Image.Resampling.LANCZOS))
     write(root / "validation" / "a" / "resized.jpg", image_bytes(resized, "JPEG"))
     write(root / "train" / "b" / "again.jpg", image_bytes(smooth(12), "JPEG"))
-    found = kinds(ds.audit(ds.scan(root)))
+    found = kinds(audit_module.audit(layout.scan(root)))
     assert [p["path"] for p in found["near_leakage"]] == ["train/a/1.png"]
     assert "validation/a/resized.jpg" in found["near_leakage"][0]["message"]
     assert len(found["near_duplicate"]) == 1
@@ -152,18 +153,18 @@ def test_distinct_photos_are_not_near_duplicates(tmp_path: Path) -> None:
     root = tmp_path / "d"
     for i in range(30):
         write(root / "train" / ("a" if i % 2 else "b") / f"{i}.png", image_bytes(smooth(100 + i)))
-    found = kinds(ds.audit(ds.scan(root)))
+    found = kinds(audit_module.audit(layout.scan(root)))
     assert "near_duplicate" not in found and "near_leakage" not in found
 
 
 def test_one_class_missing_split_and_too_few(tmp_path: Path) -> None:
     root = make(tmp_path / "one", {"train": {"solo": 3}, "test": {"solo": 1}})
-    found = kinds(ds.audit(ds.scan(root)))
+    found = kinds(audit_module.audit(layout.scan(root)))
     assert found["one_class"][0]["severity"] == "error"
     assert [p["message"] for p in found["missing_split"]] == ["no validation/ folder."]
 
     root = make(tmp_path / "two", {"train": {"a": 3, "b": 1}, "validation": {"a": 1}, "test": {"a": 1, "b": 1}})
-    found = kinds(ds.audit(ds.scan(root)))
+    found = kinds(audit_module.audit(layout.scan(root)))
     assert [p["path"] for p in found["missing_from_split"]] == ["validation/b"]
     assert [p["path"] for p in found["too_few_train"]] == ["train/b"]
     assert "one_class" not in found
@@ -171,31 +172,31 @@ def test_one_class_missing_split_and_too_few(tmp_path: Path) -> None:
 
 def test_no_train_split_and_missing_folder(tmp_path: Path) -> None:
     root = make(tmp_path / "d", {"test": {"a": 1, "b": 1}})
-    assert "no_train" in kinds(ds.audit(ds.scan(root)))
+    assert "no_train" in kinds(audit_module.audit(layout.scan(root)))
     with pytest.raises(ValueError, match="not found"):
-        ds.scan(tmp_path / "nowhere")
+        layout.scan(tmp_path / "nowhere")
 
 
 def test_empty_dataset_and_oversized_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "empty").mkdir()
-    empty = ds.audit(ds.scan(tmp_path / "empty"))
+    empty = audit_module.audit(layout.scan(tmp_path / "empty"))
     assert empty.people == [] and empty.counts == {} and empty.table.empty
     assert {p["kind"] for p in empty.problems} == {"no_train", "missing_split"}
     root = make(tmp_path / "d", {"train": {"a": 1, "b": 1}})
     monkeypatch.setenv("FACELAB_MAX_IMAGE_BYTES", "100")
-    found = kinds(ds.audit(ds.scan(root)))
+    found = kinds(audit_module.audit(layout.scan(root)))
     assert len(found["unreadable"]) == 2 and "limit" in found["unreadable"][0]["message"]
 
 
 def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     root = make(tmp_path / "d", {"train": {"a": 2, "b": 2}})
-    first = ds.fingerprint(ds.scan(root))
-    assert first == ds.fingerprint(ds.scan(root))
+    first = layout.fingerprint(layout.scan(root))
+    assert first == layout.fingerprint(layout.scan(root))
     write(root / "train" / "a" / "new.png", photo(99))
-    second = ds.fingerprint(ds.scan(root))
+    second = layout.fingerprint(layout.scan(root))
     assert second != first
     (root / "train" / "a" / "new.png").rename(root / "train" / "b" / "new.png")
-    assert ds.fingerprint(ds.scan(root)) != second
+    assert layout.fingerprint(layout.scan(root)) != second
 
 
 def test_list_datasets_home_and_extra_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,14 +209,14 @@ def test_list_datasets_home_and_extra_roots(tmp_path: Path, monkeypatch: pytest.
     make(extra / "only_test", {"test": {"a": 1}})
     (extra / "not_a_dataset").mkdir(parents=True)
     monkeypatch.setenv("FACELAB_DATASET_DIRS", str(extra))
-    refs = ds.list_datasets()
+    refs = layout.list_datasets()
     assert [(r.name, r.source) for r in refs] == [("built", "home"), ("faces", str(extra.resolve())),
                                                  ("only_test", str(extra.resolve()))]
     assert refs[1].path == (extra / "faces").resolve()
-    assert ds.resolve("faces") == refs[1].path
-    assert ds.resolve(str(extra / "only_test")) == (extra / "only_test").resolve()
+    assert layout.resolve("faces") == refs[1].path
+    assert layout.resolve(str(extra / "only_test")) == (extra / "only_test").resolve()
     with pytest.raises(ValueError, match="not found"):
-        ds.resolve("nope")
+        layout.resolve("nope")
 
 
 def test_thumbnail_is_upright_and_small(tmp_path: Path) -> None:
@@ -225,23 +226,23 @@ def test_thumbnail_is_upright_and_small(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", exif=exif)
     path = write(tmp_path / "r.jpg", buffer.getvalue())
-    thumb = ds.thumbnail(path, 20)
+    thumb = layout.thumbnail(path, 20)
     assert thumb.shape == (20, 10, 3) and thumb.dtype == np.uint8
     root = tmp_path / "d"
     write(root / "train" / "a" / "r.jpg", buffer.getvalue())
-    assert ds.audit(ds.scan(root)).totals()["exif_rotated"] == 1
+    assert audit_module.audit(layout.scan(root)).totals()["exif_rotated"] == 1
 
 
 def test_page_helper() -> None:
     items = list(range(50))
-    assert ds.page(items, 1, 24) == list(range(24))
-    assert ds.page(items, 3, 24) == [48, 49]
-    assert ds.page(items, 9, 24) == [48, 49]  # clamped to the last page
-    assert ds.page(items, 0, 24) == list(range(24))
-    assert ds.page([], 1, 24) == []
-    assert ds.page_count(50, 24) == 3 and ds.page_count(0, 24) == 1
+    assert paging.page(items, 1, 24) == list(range(24))
+    assert paging.page(items, 3, 24) == [48, 49]
+    assert paging.page(items, 9, 24) == [48, 49]  # clamped to the last page
+    assert paging.page(items, 0, 24) == list(range(24))
+    assert paging.page([], 1, 24) == []
+    assert paging.page_count(50, 24) == 3 and paging.page_count(0, 24) == 1
     with pytest.raises(ValueError):
-        ds.page(items, 1, 0)
+        paging.page(items, 1, 0)
 
 
 def test_greyscale_and_rgba_modes(tmp_path: Path) -> None:
@@ -249,7 +250,7 @@ def test_greyscale_and_rgba_modes(tmp_path: Path) -> None:
     write(root / "train" / "a" / "g.png", image_bytes(noise_image(seed=1)[:, :, 0]))
     rgba = np.dstack([noise_image(seed=2), np.full((64, 48), 128, np.uint8)])
     write(root / "train" / "b" / "t.png", image_bytes(rgba))
-    formats = ds.audit(ds.scan(root)).formats
+    formats = audit_module.audit(layout.scan(root)).formats
     assert sorted(formats["mode"]) == ["L", "RGBA"]
 
 
@@ -257,7 +258,7 @@ def test_greyscale_and_rgba_modes(tmp_path: Path) -> None:
 
 
 def test_five_celebrity_faces() -> None:
-    result = ds.audit(ds.scan(shared_dataset("five_celebrity_faces")))
+    result = audit_module.audit(layout.scan(shared_dataset("five_celebrity_faces")))
     assert result.people == ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
     assert result.totals()["per_split"] == {"train": 77, "validation": 16, "test": 24}
     assert result.counts["train"]["ben_afflek"] == 12
@@ -267,7 +268,7 @@ def test_five_celebrity_faces() -> None:
 
 
 def test_orl_att_faces_greyscale_pgm() -> None:
-    result = ds.audit(ds.scan(shared_dataset("orl_att_faces")), with_hashes=False)
+    result = audit_module.audit(layout.scan(shared_dataset("orl_att_faces")), with_hashes=False)
     assert len(result.people) == 40
     assert result.totals()["per_split"] == {"train": 240, "validation": 80, "test": 80}
     assert set(result.images["mode"]) == {"L"}
@@ -275,7 +276,7 @@ def test_orl_att_faces_greyscale_pgm() -> None:
 
 
 def test_glint_sample() -> None:
-    result = ds.audit(ds.scan(shared_dataset("glint360k_celebrity_sample")))
+    result = audit_module.audit(layout.scan(shared_dataset("glint360k_celebrity_sample")))
     assert len(result.people) == 23
     assert result.totals()["per_split"] == {"train": 275, "validation": 92, "test": 91}
     assert result.counts["test"]["kate_winslet"] == 3
@@ -316,7 +317,7 @@ def test_cli_missing_folder(tmp_path: Path) -> None:
 
 def test_scan_path_imports_no_heavy_library() -> None:
     """The Dataset page and ``scan`` must start fast: no TensorFlow, Keras, OpenCV or dlib on their path."""
-    code = ("import sys, core.dataset, core.importer, core.cli.scan; "
+    code = ("import sys, core.data.layout, core.data.audit, core.data.builder, core.data.zipimport, core.cli.scan; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'cv2', 'dlib', 'mtcnn') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.alignment import eye_angle
-from core.detection import DEFAULT_DETECTOR, DETECTORS, Detector, Face
-from core.detection._dlib_landmarks import five_point_landmarks, shape_for
-from core.detection.base import BoxMap, clip_face
-from core.detection.dlib_cnn import DlibCnnDetector
-from core.detection.dlib_hog import DlibHogDetector
-from core.detection.haar import HaarDetector, best_eye_pair
-from core.detection.mtcnn_detector import MtcnnDetector
 from core.images import ImageError, downscale, load_image
+from core.pipeline.alignment import eye_angle
+from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS, Detector, Face
+from core.pipeline.detection._dlib_landmarks import five_point_landmarks, shape_for
+from core.pipeline.detection.base import BoxMap, clip_face
+from core.pipeline.detection.dlib_cnn import DlibCnnDetector
+from core.pipeline.detection.dlib_hog import DlibHogDetector
+from core.pipeline.detection.haar import HaarDetector, best_eye_pair
+from core.pipeline.detection.mtcnn_detector import MtcnnDetector
 from tests.conftest import noise_image
 
 NAMES = ["haar", "mtcnn", "dlib-hog", "dlib-cnn"]

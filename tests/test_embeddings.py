@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.alignment import AlignedFace
-from core.backbones.base import Backbone
-from core.detection.base import Detector, Face
-from core.embeddings import EmbeddingCache, Pipeline
+from core.pipeline.alignment import AlignedFace
+from core.pipeline.backbones.base import Backbone
+from core.pipeline.detection.base import Detector, Face
+from core.pipeline.embeddings import EmbeddingCache, Pipeline
 from tests.conftest import image_bytes, noise_image
 
 

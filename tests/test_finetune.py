@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.training import TrainConfig
+from core.training.config import TrainConfig
 
 keras = pytest.importorskip("keras")
 
-from core.backbones.vggface16 import build_vggface16  # noqa: E402
-from core.finetune import FinetunedHead, build_finetune_model, set_phase, train_finetune, trainable_layer_names  # noqa: E402
+from core.pipeline.backbones.vggface16 import build_vggface16
+from core.training.finetune import build_finetune_model, set_phase, train_finetune, trainable_layer_names
+from core.training.heads import load_head
+from core.training.heads.finetuned import FinetunedHead
 
 SIZE = 32
 
@@ -86,7 +88,7 @@ def test_saved_finetuned_model_predicts_the_same(pretrained: keras.Model, tmp_pa
     config = TrainConfig(mode="finetune", epochs=1, warmup_epochs=1, batch_size=8, augment=True)
     head = train_finetune(config, crops, labels, crops[:0], [], pretrained).head
     head.save(tmp_path / "run")
-    loaded = FinetunedHead.load(tmp_path / "run")
+    loaded = load_head(tmp_path / "run")
     assert isinstance(loaded, FinetunedHead)
     np.testing.assert_allclose(loaded.predict_proba(crops), head.predict_proba(crops), atol=1e-5)
     with pytest.raises(ValueError, match="face crops of shape"):

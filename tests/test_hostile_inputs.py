@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import importer
 from core.config import datasets_dir
+from core.data import builder
 from tests.conftest import image_bytes, noise_image, open_page
 
 
@@ -70,8 +70,8 @@ def test_verify_page_decodes_unusual_formats(name: str) -> None:
 
 
 def test_builder_keeps_good_photos_and_names_each_bad_one() -> None:
-    importer.create_dataset("class")
-    importer.add_person("class", "Amy")
+    builder.create_dataset("class")
+    builder.add_person("class", "Amy")
     at = app_on("pages/dataset.py")
     files = [(name, data, "image/jpeg") for name, data in {**UNUSABLE, **DECODABLE}.items()]
     files.append(("good.png", image_bytes(noise_image(seed=5)), "image/png"))
@@ -79,7 +79,7 @@ def test_builder_keeps_good_photos_and_names_each_bad_one() -> None:
     at.run()
     at.button(key="ds_add_photos").click().run()
     assert not at.exception
-    kept = importer.list_photos("class", "Amy")
+    kept = builder.list_photos("class", "Amy")
     assert len(kept) == 1 + len(DECODABLE)
     errors = " ".join(e.value for e in at.error)
     for name in UNUSABLE:
@@ -88,12 +88,12 @@ def test_builder_keeps_good_photos_and_names_each_bad_one() -> None:
 
 @pytest.mark.parametrize("person", ["a/b", "..\\..\\x", "tab\tname", "bell\x07", "x" * 300, "  ", "nul"])
 def test_builder_refuses_bad_person_names(person: str) -> None:
-    importer.create_dataset("class")
+    builder.create_dataset("class")
     at = app_on("pages/dataset.py")
     at.text_input(key="ds_new_person").input(person)
     at.button(key="ds_add_person").click().run()
     assert not at.exception and at.error
-    assert importer.list_people("class") == []
+    assert builder.list_people("class") == []
 
 
 def _zip(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:

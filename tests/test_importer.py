@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import importer
 from core.config import datasets_dir
-from core.dataset import audit, scan
+from core.data import builder, names, zipimport
+from core.data.audit import audit
+from core.data.layout import scan
 from core.images import ImageError
 from tests.conftest import image_bytes, noise_image
 
@@ -50,13 +51,13 @@ def home_is_clean() -> bool:
                                   "x" * 200, ".hidden", "..", "dots.", "a*b", "a:b"])
 def test_safe_name_rejects(name: str) -> None:
     with pytest.raises(ValueError) as info:
-        importer.safe_name(name)
+        names.safe_name(name)
     assert str(info.value)
 
 
 @pytest.mark.parametrize("name", ["Amélie Poulain", "jerry_seinfeld", "s1", "Zoë-2", "李小龍", "v1.2 set", "console"])
 def test_safe_name_accepts(name: str) -> None:
-    assert importer.safe_name(f"  {name} ") == name
+    assert names.safe_name(f"  {name} ") == name
 
 
 # --- zip import --------------------------------------------------------------------------------------
@@ -66,7 +67,7 @@ def test_safe_name_accepts(name: str) -> None:
 def test_good_zip_with_and_without_wrapper(prefix: str) -> None:
     entries = good_entries(prefix) + [(f"{prefix}README.txt", b"hi"), (f"{prefix}train/amy/notes.txt", b"x"),
                                       ("__MACOSX/._x.png", b"junk"), (f"{prefix}train/bob/.DS_Store", b"junk")]
-    report = importer.import_zip(make_zip(entries), "faces")
+    report = zipimport.import_zip(make_zip(entries), "faces")
     assert report.path == datasets_dir() / "faces"
     assert report.images == 8 and report.people == ["amy", "bob"]
     assert report.wrapper == (prefix.rstrip("/") or None)
@@ -86,7 +87,7 @@ def test_zip_from_path_and_broken_images_reported(tmp_path: Path) -> None:
                                 ("train/bob/script.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n{ } loop\n")]
     path = tmp_path / "upload.zip"
     path.write_bytes(make_zip(entries))
-    report = importer.import_zip(path, "faces")
+    report = zipimport.import_zip(path, "faces")
     reasons = {item["path"]: item["reason"] for item in report.skipped}
     assert reasons["train/amy/cut.jpg"].startswith("broken image")
     assert reasons["train/bob/fake.png"].startswith("broken image")
@@ -96,11 +97,11 @@ def test_zip_from_path_and_broken_images_reported(tmp_path: Path) -> None:
 
 
 def test_existing_name_needs_overwrite() -> None:
-    importer.import_zip(make_zip(good_entries()), "faces")
+    zipimport.import_zip(make_zip(good_entries()), "faces")
     with pytest.raises(ValueError, match="already exists"):
-        importer.import_zip(make_zip(good_entries()), "faces")
+        zipimport.import_zip(make_zip(good_entries()), "faces")
     smaller = [e for e in good_entries() if "bob" not in str(e[0])]
-    report = importer.import_zip(make_zip(smaller), "faces", overwrite=True)
+    report = zipimport.import_zip(make_zip(smaller), "faces", overwrite=True)
     assert report.people == ["amy"]
     assert not (datasets_dir() / "faces" / "train" / "bob").exists()
     assert [p.name for p in datasets_dir().iterdir()] == ["faces"]
@@ -125,7 +126,7 @@ def symlink_entry() -> zipfile.ZipInfo:
 def test_hostile_entries_refuse_the_archive(entry: str | zipfile.ZipInfo, message: str) -> None:
     data = make_zip(good_entries() + [(entry, png(99))])
     with pytest.raises(ValueError, match=message):
-        importer.import_zip(data, "evil")
+        zipimport.import_zip(data, "evil")
     assert home_is_clean()
 
 
@@ -136,21 +137,21 @@ def test_encrypted_entry_refused() -> None:
         offset = data.find(signature)
         data[offset + flag_offset] |= 0x1
     with pytest.raises(ValueError, match="encrypted"):
-        importer.import_zip(bytes(data), "secret")
+        zipimport.import_zip(bytes(data), "secret")
     assert home_is_clean()
 
 
 def test_too_many_files(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACELAB_MAX_ZIP_FILES", "5")
     with pytest.raises(ValueError, match="at most 5"):
-        importer.import_zip(make_zip(good_entries()), "big")
+        zipimport.import_zip(make_zip(good_entries()), "big")
     assert home_is_clean()
 
 
 def test_too_many_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACELAB_MAX_ZIP_BYTES", "1000")
     with pytest.raises(ValueError, match="at most 0 MB|more data than allowed"):
-        importer.import_zip(make_zip(good_entries()), "big")
+        zipimport.import_zip(make_zip(good_entries()), "big")
     assert home_is_clean()
 
 
@@ -165,25 +166,25 @@ def test_lying_size_header_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
         data[offset + 24:offset + 28] = (10).to_bytes(4, "little")
         offset += 4
     with pytest.raises(ValueError):
-        importer.import_zip(bytes(data), "liar")
+        zipimport.import_zip(bytes(data), "liar")
     assert home_is_clean()
 
 
 def test_oversized_photo_skipped_and_case_clash_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     big = png(1, 200)
     monkeypatch.setenv("FACELAB_MAX_IMAGE_BYTES", str(len(big) - 1))
-    report = importer.import_zip(make_zip(good_entries() + [("train/amy/big.png", big)]), "faces")
+    report = zipimport.import_zip(make_zip(good_entries() + [("train/amy/big.png", big)]), "faces")
     assert {"path": "train/amy/big.png", "reason": "larger than the per-photo size limit"} in report.skipped
     assert not (report.path / "train" / "amy" / "big.png").exists()
     with pytest.raises(ValueError, match="appears twice"):
-        importer.import_zip(make_zip(good_entries() + [("train/AMY/0.png", png(1))]), "clash")
+        zipimport.import_zip(make_zip(good_entries() + [("train/AMY/0.png", png(1))]), "clash")
     assert [p.name for p in datasets_dir().iterdir()] == ["faces"]
 
 
 @pytest.mark.parametrize("data", [b"", b"not a zip at all", b"PK\x03\x04broken"])
 def test_not_a_zip(data: bytes) -> None:
     with pytest.raises(ValueError, match="zip"):
-        importer.import_zip(data, "junk")
+        zipimport.import_zip(data, "junk")
     assert home_is_clean()
 
 
@@ -195,13 +196,13 @@ def test_not_a_zip(data: bytes) -> None:
 ])
 def test_zip_without_valid_layout(entries: list[tuple[str, bytes]]) -> None:
     with pytest.raises(ValueError, match="person folder"):
-        importer.import_zip(make_zip(entries), "empty")
+        zipimport.import_zip(make_zip(entries), "empty")
     assert home_is_clean()
 
 
 def test_bad_dataset_name_refused_before_reading() -> None:
     with pytest.raises(ValueError, match="separator"):
-        importer.import_zip(make_zip(good_entries()), "../outside")
+        zipimport.import_zip(make_zip(good_entries()), "../outside")
     assert home_is_clean()
 
 
@@ -219,7 +220,7 @@ def test_property_zip_never_escapes(names: list[str], absolute: bool) -> None:
     os.environ["FACELAB_HOME"] = str(home)  # the autouse fixture restores the variable afterwards
     entries = [(("/" if absolute and i == 0 else "") + name, png(i)) for i, name in enumerate(names)]
     try:
-        importer.import_zip(make_zip(entries), "prop")
+        zipimport.import_zip(make_zip(entries), "prop")
     except ValueError:
         pass
     target = (home / "datasets" / "prop").resolve()
@@ -237,55 +238,55 @@ def jpeg(seed: int) -> bytes:
 
 @pytest.fixture
 def built() -> str:
-    importer.create_dataset("class")
+    builder.create_dataset("class")
     for offset, (person, count) in enumerate((("amy", 5), ("bob", 3), ("cy", 1))):
-        importer.add_person("class", person)
-        report = importer.add_photos("class", person, [(f"{person}{i}.jpg", jpeg(10 * offset + i))
+        builder.add_person("class", person)
+        report = builder.add_photos("class", person, [(f"{person}{i}.jpg", jpeg(10 * offset + i))
                                                        for i in range(count)])
         assert len(report.added) == count and not report.rejected
     return "class"
 
 
 def test_builder_create_and_add(built: str) -> None:
-    assert importer.builder_datasets() == ["class"]
-    assert importer.list_people(built) == ["amy", "bob", "cy"]
-    photos = importer.list_photos(built, "amy")
+    assert builder.builder_datasets() == ["class"]
+    assert builder.list_people(built) == ["amy", "bob", "cy"]
+    photos = builder.list_photos(built, "amy")
     assert len(photos) == 5 and all(p.suffix == ".jpg" and len(p.stem) == 16 for p in photos)
     with pytest.raises(ValueError, match="already exists"):
-        importer.create_dataset("class")
+        builder.create_dataset("class")
     with pytest.raises(ValueError, match="already"):
-        importer.add_person(built, "amy")
+        builder.add_person(built, "amy")
     with pytest.raises(ValueError, match="separator"):
-        importer.add_person(built, "a/b")
+        builder.add_person(built, "a/b")
     with pytest.raises(ValueError, match="no person"):
-        importer.add_photo(built, "zed", jpeg(1), "z.jpg")
+        builder.add_photo(built, "zed", jpeg(1), "z.jpg")
 
 
 def test_builder_photo_validation(built: str) -> None:
-    stored = importer.add_photo(built, "cy", png(7), "shot.jpg")  # a PNG named .jpg keeps its real extension
+    stored = builder.add_photo(built, "cy", png(7), "shot.jpg")  # a PNG named .jpg keeps its real extension
     assert stored.suffix == ".png" and stored.read_bytes() == png(7)
-    report = importer.add_photos(built, "cy", [("bad.jpg", b"garbage"), ("empty.png", b""), ("dup.png", png(7)),
+    report = builder.add_photos(built, "cy", [("bad.jpg", b"garbage"), ("empty.png", b""), ("dup.png", png(7)),
                                               ("ok.jpg", jpeg(123))])
     assert len(report.added) == 1
     rejected = dict(report.rejected)
     assert set(rejected) == {"bad.jpg", "empty.png", "dup.png"}
     assert "already in the dataset" in rejected["dup.png"] and rejected["bad.jpg"].startswith("bad.jpg")
     with pytest.raises(ImageError):
-        importer.add_photo(built, "cy", b"nope", "x.jpg")
+        builder.add_photo(built, "cy", b"nope", "x.jpg")
 
 
 def test_split_deterministic_and_idempotent(built: str) -> None:
     root = datasets_dir() / built
-    layout = importer.split_dataset(built)
+    layout = builder.split_dataset(built)
     assert layout == {"train": {"amy": 3, "bob": 1, "cy": 1}, "validation": {"amy": 1, "bob": 1},
                       "test": {"amy": 1, "bob": 1}}
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    assert importer.split_dataset(built) == layout
+    assert builder.split_dataset(built) == layout
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == files
     pool = {p.name for p in (root / "_pool").rglob("*") if p.is_file()}
     in_splits = [p.name for split in ("train", "validation", "test") for p in (root / split).rglob("*") if p.is_file()]
     assert sorted(in_splits) == sorted(pool)  # every photo in exactly one split
-    other_seed = importer.split_dataset(built, seed=1)
+    other_seed = builder.split_dataset(built, seed=1)
     assert other_seed == layout
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) != files
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no staging left
@@ -295,35 +296,35 @@ def test_split_deterministic_and_idempotent(built: str) -> None:
 @pytest.mark.parametrize(("n", "expected"), [(0, (0, 0, 0)), (1, (1, 0, 0)), (2, (1, 1, 0)), (3, (1, 1, 1)),
                                              (5, (3, 1, 1)), (10, (7, 2, 1)), (20, (14, 3, 3))])
 def test_split_counts(n: int, expected: tuple[int, int, int]) -> None:
-    assert importer.split_counts(n, (0.7, 0.15, 0.15)) == expected
+    assert builder.split_counts(n, (0.7, 0.15, 0.15)) == expected
 
 
 def test_split_rejects_bad_ratios(built: str) -> None:
     for ratios in [(0, 1, 1), (-1, 1, 1), (1, 1)]:
         with pytest.raises(ValueError, match="ratios"):
-            importer.split_dataset(built, ratios)  # type: ignore[arg-type]
-    assert importer.split_dataset(built, (1, 0, 0))["validation"] == {}
+            builder.split_dataset(built, ratios)  # type: ignore[arg-type]
+    assert builder.split_dataset(built, (1, 0, 0))["validation"] == {}
 
 
 def test_remove_rename_delete(built: str) -> None:
     root = datasets_dir() / built
-    importer.split_dataset(built)
-    victim = importer.list_photos(built, "amy")[0]
-    importer.remove_photo(built, "amy", victim.name)
+    builder.split_dataset(built)
+    victim = builder.list_photos(built, "amy")[0]
+    builder.remove_photo(built, "amy", victim.name)
     assert not list(root.rglob(victim.name))  # gone from the pool and from its split
     with pytest.raises(ValueError):
-        importer.remove_photo(built, "amy", "../bob")
-    importer.rename_person(built, "bob", "Bob Dylan")
-    assert importer.list_people(built) == ["Bob Dylan", "amy", "cy"]
+        builder.remove_photo(built, "amy", "../bob")
+    builder.rename_person(built, "bob", "Bob Dylan")
+    assert builder.list_people(built) == ["Bob Dylan", "amy", "cy"]
     assert (root / "train" / "Bob Dylan").is_dir() and not (root / "train" / "bob").exists()
     with pytest.raises(ValueError, match="already"):
-        importer.rename_person(built, "amy", "cy")
+        builder.rename_person(built, "amy", "cy")
     with pytest.raises(ValueError):
-        importer.rename_person(built, "amy", "con")
-    importer.delete_person(built, "amy")
-    assert importer.list_people(built) == ["Bob Dylan", "cy"]
+        builder.rename_person(built, "amy", "con")
+    builder.delete_person(built, "amy")
+    assert builder.list_people(built) == ["Bob Dylan", "cy"]
     assert not list(root.rglob("amy"))
-    importer.delete_dataset(built)
+    builder.delete_dataset(built)
     assert not root.exists()
     with pytest.raises(ValueError, match="no dataset"):
-        importer.delete_dataset(built)
+        builder.delete_dataset(built)

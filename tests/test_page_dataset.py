@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import importer
 from core.config import datasets_dir
+from core.data import builder
 from tests.conftest import image_bytes, noise_image, open_page
 
 
@@ -133,7 +133,7 @@ def test_builder_flow() -> None:
     at.text_input(key="ds_new_name").input("class")
     at.button(key="ds_create").click()
     at.run()
-    assert importer.builder_datasets() == ["class"]
+    assert builder.builder_datasets() == ["class"]
     at.text_input(key="ds_new_person").input("../../etc")
     at.button(key="ds_add_person").click()
     at.run()
@@ -142,20 +142,20 @@ def test_builder_flow() -> None:
     at.text_input(key="ds_new_person").input("Amy")
     at.button(key="ds_add_person").click()
     at.run()
-    assert importer.list_people("class") == ["Amy"]
+    assert builder.list_people("class") == ["Amy"]
     uploader = at.file_uploader(key="ds_photos_0")
     uploader.set_value([(f"{i}.png", png(i), "image/png") for i in range(4)] + [("bad.jpg", b"nope", "image/jpeg")])
     at.run()
     at.button(key="ds_add_photos").click()
     at.run()
-    assert len(importer.list_photos("class", "Amy")) == 4
+    assert len(builder.list_photos("class", "Amy")) == 4
     assert any("Added 4 photo(s)" in s.value for s in at.success)
     assert any("bad.jpg" in e.value for e in at.error)
     assert any(c.value == "Amy: 4 photo(s)" for c in at.caption)
-    first = importer.list_photos("class", "Amy")[0]
+    first = builder.list_photos("class", "Amy")[0]
     at.button(key=f"ds_remove_{first.name}").click()
     at.run()
-    assert len(importer.list_photos("class", "Amy")) == 3 and not first.exists()
+    assert len(builder.list_photos("class", "Amy")) == 3 and not first.exists()
     at.button(key="ds_split").click()
     at.run()
     assert (datasets_dir() / "class" / "test" / "Amy").is_dir()
@@ -172,11 +172,11 @@ def test_builder_flow() -> None:
 
 
 def test_webcam_shot() -> None:
-    importer.create_dataset("cam")
-    importer.add_person("cam", "me")
+    builder.create_dataset("cam")
+    builder.add_person("cam", "me")
     at = page_app()
     at.camera_input(key="ds_camera_0").upload("shot.jpg", image_bytes(noise_image(seed=9), "JPEG"), "image/jpeg")
     at.run()
     at.button(key="ds_add_shot").click()
     at.run()
-    assert len(importer.list_photos("cam", "me")) == 1 and not at.exception
+    assert len(builder.list_photos("cam", "me")) == 1 and not at.exception

@@ -12,7 +12,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from core.prediction import Predictor
+from core.services.predict import Predictor
 from tests.conftest import image_bytes, noise_image, open_page, shared_dataset
 
 TRAIN_PER_PERSON = 4
@@ -26,10 +26,11 @@ def run_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the test split is the full one (24 photos).
     """
     source = shared_dataset("five_celebrity_faces")
-    from core.backbones import BACKBONES
-    from core.detection import DETECTORS
-    from core.embeddings import Pipeline
-    from core.training import TrainConfig, train_on_dataset
+    from core.pipeline.backbones import BACKBONES
+    from core.pipeline.detection import DETECTORS
+    from core.pipeline.embeddings import Pipeline
+    from core.services.train import train_on_dataset
+    from core.training.config import TrainConfig
 
     root = tmp_path_factory.mktemp("slim") / "five_slim"
     for split, keep in (("train", TRAIN_PER_PERSON), ("validation", 1), ("test", None)):

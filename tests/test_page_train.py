@@ -21,8 +21,9 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from core import runs as run_store
-from core.backbones import BACKBONES
-from core.training import TrainConfig, train_head
+from core.pipeline.backbones import BACKBONES
+from core.training.config import TrainConfig
+from core.training.fit import train_head
 from tests.conftest import SHARED_DATASETS, image_bytes, noise_image, open_page, shared_dataset
 
 JOB = "tr_job"

@@ -16,28 +16,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.alignment import AlignedFace
-from core.backbones.base import Backbone
-from core.detection.base import Detector, Face
-from core.embeddings import Pipeline
-from core.heads import CentroidHead
-from core.prediction import (
+from core.compare.unknown import UNKNOWN_LABEL, UnknownRule, calibrate_max_distance, nearest_by_person
+from core.pipeline.alignment import AlignedFace
+from core.pipeline.backbones.base import Backbone
+from core.pipeline.detection.base import Detector, Face
+from core.pipeline.embeddings import Pipeline
+from core.services.predict import (
     CSV_COLUMNS,
-    UNKNOWN_LABEL,
     FacePrediction,
     PhotoPrediction,
     Predictor,
-    UnknownRule,
     accuracy,
     annotated_zip,
-    calibrate_max_distance,
     confusion_table,
-    nearest_by_person,
     per_person,
     photo_sources,
     predictions_csv,
     relabel,
 )
+from core.training.heads.centroid import CentroidHead
 from tests.conftest import ROOT, image_bytes, shared_dataset
 
 # --- the rule and the distance helpers -----------------------------------------------------------------
@@ -298,9 +295,10 @@ def celebrity_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     The centroid head trains in a fraction of a second; the Keras heads load and predict the same way.
     """
     dataset = shared_dataset("five_celebrity_faces")
-    from core.backbones import BACKBONES
-    from core.detection import DETECTORS
-    from core.training import TrainConfig, train_on_dataset
+    from core.pipeline.backbones import BACKBONES
+    from core.pipeline.detection import DETECTORS
+    from core.services.train import train_on_dataset
+    from core.training.config import TrainConfig
 
     home = tmp_path_factory.mktemp("predict_home")
     with pytest.MonkeyPatch.context() as patch:
@@ -312,7 +310,7 @@ def celebrity_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture
 def real(celebrity_run: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> Predictor:
-    from core.prediction import predictor_for_run
+    from core.services.predict import predictor_for_run
 
     monkeypatch.setenv("FACELAB_HOME", str(celebrity_run[0]))
     return predictor_for_run(celebrity_run[1])

@@ -16,7 +16,9 @@ import pytest
 
 from core import runs
 from core.config import runs_dir
-from core.training import TrainConfig, TrainResult, evaluate, train_head
+from core.training.config import TrainConfig, TrainResult
+from core.training.fit import train_head
+from core.training.metrics import evaluate
 
 DIM = 32
 PEOPLE = ["ada", "bob", "cyd"]

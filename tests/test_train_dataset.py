@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.embeddings import Pipeline
+from core.pipeline.embeddings import Pipeline
 from core.runs import list_runs, load_run
-from core.training import TrainConfig, train_on_dataset
+from core.services.train import train_on_dataset
+from core.training.config import TrainConfig
 from tests.conftest import ROOT, image_bytes, noise_image, shared_dataset
 from tests.test_embeddings import CountingDetector, MeanColourBackbone
 

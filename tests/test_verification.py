@@ -1,4 +1,4 @@
-"""Distances, verdicts, nearest-person search and 2-D maps (core.verification)."""
+"""Distances, verdicts, nearest-person search and 2-D maps (core.compare: distances, verification, projection)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import math
 import numpy as np
 import pytest
 
-import core.verification as verification_module
-from core.calibration import calibrate
-from core.verification import (
-    DLIB_EUCLIDEAN_THRESHOLD,
+import core.compare.distances as distances_module
+from core.compare.calibration import calibrate
+from core.compare.distances import (
     METRICS,
     ZeroEmbeddingError,
     cosine_distance,
@@ -22,9 +21,10 @@ from core.verification import (
     pair_distances,
     paired_distances,
     pairwise_distances,
-    project_2d,
-    verify,
 )
+from core.compare.projection import project_2d
+from core.compare.verification import verify
+from core.pipeline.backbones.dlib_resnet import DLIB_EUCLIDEAN_THRESHOLD
 from tests.conftest import identity_clusters
 
 SCALAR = {"cosine": cosine_distance, "euclidean": euclidean_distance, "euclidean_l2": euclidean_l2_distance}
@@ -79,7 +79,7 @@ def test_pairwise_and_paired_match_the_scalar_functions():
 
 
 def test_pair_distances_give_every_metric_for_index_pairs_in_chunks(monkeypatch):
-    monkeypatch.setattr(verification_module, "PAIR_CHUNK", 3)
+    monkeypatch.setattr(distances_module, "PAIR_CHUNK", 3)
     embeddings = np.random.default_rng(7).normal(size=(6, 5))
     index_pairs = np.array([[0, 1], [2, 5], [3, 4], [1, 5], [0, 5], [2, 3], [1, 4], [2, 2]])
     result = pair_distances(embeddings, index_pairs)

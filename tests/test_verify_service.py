@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import verify_service as service
-from core.backbones import BACKBONES
-from core.calibration import list_calibrations
-from core.detection import DETECTORS
-from core.embeddings import Pipeline
+from core.compare.calibration import list_calibrations
 from core.images import ImageError
+from core.pipeline.backbones import BACKBONES
+from core.pipeline.detection import DETECTORS
+from core.pipeline.embeddings import Pipeline
+from core.services import calibrate as calibrate_service
+from core.services import gallery as gallery_service
+from core.services import verify as service
 from tests.conftest import ROOT, image_bytes
 
 PEOPLE = ("madonna", "elton_john", "jerry_seinfeld")
@@ -104,25 +106,25 @@ def test_asking_for_a_missing_face_names_how_many_there_are(pipeline: Pipeline, 
 
 
 def test_calibration_round_trip(pipeline: Pipeline, tiny_dataset: Path, five_celebrity: Path) -> None:
-    assert service.find_calibration(pipeline, tiny_dataset) is None
-    gallery = service.build_gallery(pipeline, tiny_dataset)
+    assert calibrate_service.find_calibration(pipeline, tiny_dataset) is None
+    gallery = gallery_service.build_gallery(pipeline, tiny_dataset)
     assert sorted(set(gallery.labels)) == sorted(PEOPLE) and gallery.photos == 9 and not gallery.no_face
-    made = service.calibrate_gallery(pipeline, gallery)
+    made = calibrate_service.calibrate_gallery(pipeline, gallery)
     assert (made.n_genuine, made.n_impostor, made.metric) == (9, 27, "euclidean")
-    assert made.context == service.calibration_context(pipeline, gallery.fingerprint)
-    assert service.find_calibration(pipeline, tiny_dataset) == made
-    assert service.find_calibration(pipeline) == made  # newest with this detector, alignment and backbone
+    assert made.context == calibrate_service.calibration_context(pipeline, gallery.fingerprint)
+    assert calibrate_service.find_calibration(pipeline, tiny_dataset) == made
+    assert calibrate_service.find_calibration(pipeline) == made  # newest with this detector, alignment and backbone
     unaligned = Pipeline(pipeline.detector, pipeline.backbone, align=False)
-    assert service.find_calibration(unaligned) is None and service.find_calibration(unaligned, tiny_dataset) is None
+    assert calibrate_service.find_calibration(unaligned) is None and calibrate_service.find_calibration(unaligned, tiny_dataset) is None
 
     first, second = (analyse(pipeline, photo_path(five_celebrity, "madonna", i)).face(0) for i in (0, 1))
     verdict = service.compare(pipeline, first, second, made)
     assert verdict.threshold_source == "calibrated" and verdict.thresholds == made.thresholds
 
-    matches = service.identify(gallery, first.embedding, "euclidean", k=2)
+    matches = gallery_service.identify(gallery, first.embedding, "euclidean", k=2)
     assert matches[0].person == "madonna" and matches[0].distance < 1e-3  # the photo itself is in the dataset
     assert len(matches) == 2 and matches[0].path.is_file()
-    points, marked = service.embedding_map(gallery, [first.embedding, second.embedding])
+    points, marked = gallery_service.embedding_map(gallery, [first.embedding, second.embedding])
     assert points.shape == (len(gallery.labels), 2) and marked.shape == (2, 2)
 
 
@@ -131,7 +133,7 @@ def test_calibration_needs_two_people(pipeline: Pipeline, tiny_dataset: Path) ->
         for path in (tiny_dataset / "train" / person).iterdir():
             path.unlink()
     with pytest.raises(ValueError, match="two people"):
-        service.calibrate_gallery(pipeline, service.build_gallery(pipeline, tiny_dataset))
+        calibrate_service.calibrate_gallery(pipeline, gallery_service.build_gallery(pipeline, tiny_dataset))
 
 
 # ---------------------------------------------------------------- command line

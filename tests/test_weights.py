@@ -19,10 +19,10 @@ import h5py
 import numpy as np
 import pytest
 
-from core import weights
 from core.cli import main
 from core.config import weights_dir
-from core.weights import WeightsError
+from core.pipeline import weights
+from core.pipeline.weights import WeightsError
 
 RCMALLI = "rcmalli_vggface_tf_vgg16.h5"
 CONV_NAMES = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",

@@ -5,6 +5,9 @@ document (progress and logs go to standard error); errors print one line and exi
 non-zero, never a traceback. A command module defines ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> dict``; the returned dict is the JSON
 document, and its ``"text"`` entry (dropped from the JSON) is what a person reads.
+
+Command modules import the rest of ``core`` inside ``run`` on purpose (start-up speed): building
+the parser imports every command module, and ``--help`` or ``scan`` must not pay for TensorFlow.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.detection import DEFAULT_DETECTOR
+from core.pipeline.detection import DEFAULT_DETECTOR
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,9 +17,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_pipeline(args: argparse.Namespace):
     """The Pipeline the options describe (models load once per process)."""
-    from core.backbones import BACKBONES, default_backbone
-    from core.detection import DETECTORS
-    from core.embeddings import Pipeline
+    from core.pipeline.backbones import BACKBONES, default_backbone
+    from core.pipeline.detection import DETECTORS
+    from core.pipeline.embeddings import Pipeline
 
     backbone = args.backbone or default_backbone()
     return Pipeline(DETECTORS.get(args.detector), BACKBONES.get(backbone), align=not args.no_align)

@@ -26,18 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from core import verify_service as service
-    from core.calibration import calibration_path
-    from core.dataset import resolve
+    from core.compare.calibration import calibration_path
+    from core.data.layout import resolve
+    from core.services import calibrate as calibrate_service
+    from core.services import gallery as gallery_service
 
     if args.target_far is not None and not 0.0 <= args.target_far <= 1.0:
         raise ValueError(f"--target-far must be between 0 and 1, got {args.target_far}")
     root = resolve(args.dataset)
     pipeline = build_pipeline(args)
-    gallery = service.build_gallery(pipeline, root, progress=progress_printer("embedding"))
+    gallery = gallery_service.build_gallery(pipeline, root, progress=progress_printer("embedding"))
     for name in gallery.no_face:
         log(f"no face: {name}")
-    calibration = service.calibrate_gallery(pipeline, gallery, args.target_far)
+    calibration = calibrate_service.calibrate_gallery(pipeline, gallery, args.target_far)
     chosen = calibration.metrics[calibration.metric]
     result: dict[str, Any] = {
         "dataset": str(root),

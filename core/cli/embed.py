@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from core.embeddings import Throughput, embed_dataset
+    from core.pipeline.embeddings import Throughput, embed_dataset
 
     pipeline = build_pipeline(args)
     clock = Throughput()

@@ -22,9 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from core.compare.unknown import UnknownRule
     from core.images import encode_jpeg, load_image
-    from core.prediction import UnknownRule, accuracy, confusion_table, photo_sources, predictor_for_run
     from core.runs import active_run
+    from core.services.predict import accuracy, confusion_table, photo_sources, predictor_for_run
 
     run_id = active_run() if args.run == "active" else args.run
     if not run_id:

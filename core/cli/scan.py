@@ -35,7 +35,8 @@ def _text(result: dict[str, Any], table: str) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from core.dataset import audit, resolve, scan
+    from core.data.audit import audit
+    from core.data.layout import resolve, scan
 
     result = audit(scan(resolve(args.dataset)), with_hashes=not args.no_hashes)
     document = result.to_json()

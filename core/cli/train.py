@@ -12,15 +12,15 @@ HELP = "train a face recogniser on a dataset (head on embeddings, or VGGFace16 f
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from core.heads import HEAD_KINDS
-    from core.training import TrainConfig
+    from core.training.config import TrainConfig
+    from core.training.heads import head_kinds
 
     defaults = TrainConfig()
     parser.add_argument("dataset", help="dataset folder (train/, validation/, test/)")
     add_pipeline_arguments(parser)
     parser.add_argument("--mode", choices=("head", "finetune"), default="head",
                         help="head: classifier on cached embeddings (fast); finetune: VGGFace16 end to end")
-    parser.add_argument("--head", choices=list(HEAD_KINDS), default=defaults.head)
+    parser.add_argument("--head", choices=list(head_kinds()), default=defaults.head)
     parser.add_argument("--epochs", type=int, default=None, help=f"default {defaults.epochs} (head), 10 (finetune)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from core.training import TrainConfig, train_on_dataset
+    from core.services.train import train_on_dataset
+    from core.training.config import TrainConfig
 
     finetune = args.mode == "finetune"
     config = TrainConfig(head=args.head, mode=args.mode, seed=args.seed, learning_rate=args.learning_rate,

@@ -37,15 +37,16 @@ def _read(path: str) -> bytes:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from core import verify_service as service
-    from core.dataset import resolve
+    from core.data.layout import resolve
+    from core.services import calibrate as calibrate_service
+    from core.services import verify as service
 
     data = [_read(args.image1), _read(args.image2)]  # fail on a missing file before loading any model
     pipeline = build_pipeline(args)
     photos = service.analyse_photos(pipeline, list(zip(data, (args.image1, args.image2))))
     faces = [photos[0].face(args.face1), photos[1].face(args.face2)]
     calibration_root = resolve(args.calibration) if args.calibration else None
-    calibration = service.find_calibration(pipeline, calibration_root)
+    calibration = calibrate_service.find_calibration(pipeline, calibration_root)
     if calibration_root is not None and calibration is None:
         raise CliError(f"no calibration for {args.calibration} with this detector, alignment and backbone; "
                        f"run: python -m core calibrate {args.calibration}")

@@ -36,11 +36,11 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
 
 def _rows() -> list[dict[str, Any]]:
     """The weights table: every known downloadable file plus the model dlib-resnet ships with."""
-    from core import weights
+    from core.pipeline import weights
 
     rows = weights.status()
     try:
-        from core.backbones.dlib_resnet import model_path
+        from core.pipeline.backbones.dlib_resnet import model_path
 
         path = model_path()
         found = path.is_file()
@@ -73,7 +73,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from core import weights
+    from core.pipeline import weights
 
     if args.url and not args.download:
         raise ValueError("--url only makes sense with --download NAME")

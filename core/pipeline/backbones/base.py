@@ -1,0 +1,52 @@
+"""The contract every embedding backbone fulfils."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import numpy as np
+
+from core.pipeline.alignment import AlignedFace, align_face
+from core.pipeline.detection.base import Face
+
+
+class Backbone(ABC):
+    """Turns aligned face crops into embedding vectors.
+
+    Subclasses set the class attributes and implement ``embed``; those that need
+    their own alignment (dlib's 5-point chip) override ``align``.
+    """
+
+    name: str = "?"
+    input_size: int = 224  # square crop side in pixels
+    embedding_dim: int = 0
+    fine_tunable: bool = False
+    margin: float = 0.2  # crop margin around the detector box, as a fraction of its size
+    # What the rest of FaceLab reads from the class without building the model:
+    decision_metric: str = "cosine"  # the metric an uncalibrated verdict decides on
+    default_thresholds: Mapping[str, float] = MappingProxyType({})  # per metric; neutral ones fill the gaps
+    seconds_per_photo: float = 0.3  # rough CPU cost of one face's embedding, for the Train page's first estimate
+
+    _weights_id: str = "builtin"  # subclasses set the checksum of the weights they loaded
+
+    @property
+    def weights_id(self) -> str:
+        """Checksum (or other identity) of the loaded weights; part of every cache key."""
+        return self._weights_id
+
+    def cache_key(self) -> str:
+        return f"{self.name}:{self.weights_id}"
+
+    def align(self, image: np.ndarray, face: Face, rotate: bool = True, keep_steps: bool = False) -> AlignedFace:
+        """Crop the face at this backbone's input size, eyes levelled when ``rotate``."""
+        return align_face(image, face, size=self.input_size, margin=self.margin, rotate=rotate, keep_steps=keep_steps)
+
+    def preprocess(self, crops: np.ndarray) -> np.ndarray:
+        """Network input for uint8 RGB crops (N, S, S, 3); shown on the Verify page."""
+        return crops.astype(np.float32)
+
+    @abstractmethod
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings (N, embedding_dim) float32 for uint8 RGB crops (N, S, S, 3)."""

@@ -1,0 +1,244 @@
+"""Stage 3 driver — from photos to face embeddings, batched and cached.
+
+``Pipeline`` ties a detector, the alignment switch and a backbone together;
+``Pipeline.embed`` turns photos into per-photo results (every face, its box and its
+embedding). Results are cached on disk keyed by the photo's content hash and
+everything that changes the numbers (detector and its settings, alignment,
+backbone and its weights checksum), so a second pass over a dataset computes
+nothing. Each cache entry is one file written atomically (temp file + rename),
+which makes concurrent writers from threads or processes safe without locks: the
+last complete write wins, and a reader never sees half a file. A corrupt entry is
+deleted and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.config import cache_dir
+from core.data.layout import scan
+from core.files import write_bytes_atomic
+from core.images import ImageError, content_hash, load_image
+from core.pipeline.alignment import AlignedFace
+from core.pipeline.backbones.base import Backbone
+from core.pipeline.detection.base import Detector, Face
+
+Progress = Callable[[int, int], None]
+Source = Path | str | bytes | tuple[str, bytes]  # a path, raw bytes, or (display name, bytes)
+
+
+@dataclass
+class ImageResult:
+    """Every face found in one photo with its embedding; ``error`` set when the photo is unusable."""
+
+    name: str
+    faces: list[Face] = field(default_factory=list)
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    aligned: list[bool] = field(default_factory=list)
+    angles: list[float] = field(default_factory=list)
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class EmbeddingCache:
+    """One ``.npz`` per (photo, pipeline) under ``cache_dir()/embeddings``."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or cache_dir() / "embeddings"
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def get(self, key: str, name: str) -> ImageResult | None:
+        """The cached result, or None when absent or unreadable (a corrupt entry is removed)."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                embeddings = data["embeddings"].astype(np.float32)
+            faces = [Face.from_dict(f) for f in meta["faces"]]
+            if len(faces) != len(embeddings) and len(faces):
+                raise ValueError("face count does not match embeddings")
+            return ImageResult(name, faces, embeddings, meta["aligned"], meta["angles"], cached=True)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError):
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, key: str, result: ImageResult) -> None:
+        """Store a result atomically; concurrent writers of the same key are harmless."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"faces": [f.to_dict() for f in result.faces], "aligned": result.aligned, "angles": result.angles}
+        buffer = io.BytesIO()
+        np.savez(buffer, embeddings=result.embeddings, meta=np.array(json.dumps(meta)))
+        write_bytes_atomic(path, buffer.getvalue(), suffix=".npz")
+
+
+def _read(source: Source) -> tuple[str, bytes]:
+    if isinstance(source, tuple):
+        return source
+    if isinstance(source, bytes):
+        return "upload", source
+    path = Path(source)
+    try:
+        return str(path), path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
+
+
+def pipeline_key(detector_key: str, align: bool, backbone_key: str) -> str:
+    """Identity of a pipeline: its detector and backbone with all their settings, and the alignment switch."""
+    return f"{detector_key}|align={align}|{backbone_key}"
+
+
+def photo_cache_key(photo_hash: str, detector_key: str, align: bool, backbone_key: str) -> str:
+    """The embedding cache's key for one photo through one pipeline."""
+    return hashlib.sha256(f"{photo_hash}|{pipeline_key(detector_key, align, backbone_key)}".encode()).hexdigest()
+
+
+@dataclass
+class Pipeline:
+    """detect → align → represent, with the settings that identify its results."""
+
+    detector: Detector
+    backbone: Backbone
+    align: bool = True
+    batch_size: int = 32
+
+    @property
+    def key(self) -> str:
+        """See :func:`pipeline_key`."""
+        return pipeline_key(self.detector.cache_key(), self.align, self.backbone.cache_key())
+
+    def cache_key(self, photo_hash: str) -> str:
+        return photo_cache_key(photo_hash, self.detector.cache_key(), self.align, self.backbone.cache_key())
+
+    def faces(self, image: np.ndarray, keep_steps: bool = False) -> list[tuple[Face, AlignedFace]]:
+        """Detect and align every face in one decoded image (largest first)."""
+        return self.faces_many([image], keep_steps)[0]
+
+    def faces_many(self, images: Sequence[np.ndarray], keep_steps: bool = False) -> list[list[tuple[Face, AlignedFace]]]:
+        """:meth:`faces` for several images, detected in one batch where the detector can."""
+        return [[(face, self.backbone.align(image, face, rotate=self.align, keep_steps=keep_steps)) for face in found]
+                for image, found in zip(images, self.detector.detect_many(images))]
+
+    def embed(self, sources: Sequence[Source], progress: Progress | None = None,
+              cache: EmbeddingCache | None = None) -> list[ImageResult]:
+        """Embed every face of every photo, reusing the cache; one result per source, in order.
+
+        Faces are embedded in batches across photos (VGG16 runs ~1.7× faster at batch 32
+        than one at a time on CPU). Unusable photos get ``error`` set; nothing raises.
+        """
+        cache = cache if cache is not None else EmbeddingCache()
+        results: list[ImageResult] = []
+        pending: list[tuple[int, str, list[np.ndarray]]] = []  # (result index, cache key, crops)
+        total = len(sources)
+
+        def flush() -> None:
+            crops = [crop for _, _, group in pending for crop in group]
+            vectors = self.backbone.embed(np.stack(crops)) if crops else np.zeros((0, self.backbone.embedding_dim))
+            start = 0
+            for index, key, group in pending:
+                result = results[index]
+                result.embeddings = np.asarray(vectors[start:start + len(group)], np.float32).reshape(
+                    len(group), self.backbone.embedding_dim)
+                start += len(group)
+                cache.put(key, result)
+            pending.clear()
+
+        for done, source in enumerate(sources, 1):
+            name = source[0] if isinstance(source, tuple) else ("upload" if isinstance(source, bytes) else str(source))
+            try:
+                name, data = _read(source)
+                key = self.cache_key(content_hash(data))
+                hit = cache.get(key, name)
+                if hit is not None:
+                    results.append(hit)
+                else:
+                    found = self.faces(load_image(data))
+                    results.append(ImageResult(
+                        name, [f for f, _ in found], aligned=[a.aligned for _, a in found],
+                        angles=[float(a.angle) for _, a in found]))
+                    pending.append((len(results) - 1, key, [a.crop for _, a in found]))
+                    if sum(len(group) for _, _, group in pending) >= self.batch_size:
+                        flush()
+            except ImageError as exc:
+                results.append(ImageResult(name, error=str(exc)))
+            if progress:
+                progress(done, total)
+        flush()
+        return results
+
+
+class Throughput:
+    """Images per second over a run, for progress messages and the CLI."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def rate(self, count: int) -> float:
+        elapsed = time.perf_counter() - self.start
+        return count / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class SplitEmbeddings:
+    """One embedding per usable photo of a split (its largest face), and every photo that was not usable."""
+
+    embeddings: np.ndarray
+    labels: list[str | None]
+    paths: list[str]
+    boxes: list[tuple[int, int, int, int]]
+    no_face: list[str] = field(default_factory=list)
+    many_faces: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def photos(self) -> int:
+        return len(self.paths) + len(self.no_face) + len(self.errors)
+
+
+def embed_dataset(root: Path | str, pipeline: Pipeline, splits: Sequence[str] | None = None,
+                  progress: Progress | None = None, cache: EmbeddingCache | None = None) -> dict[str, SplitEmbeddings]:
+    """Embed the largest face of every photo in the dataset's splits, listing photos with no or many faces.
+
+    A photo without a face is skipped and listed — never silently dropped.
+    """
+
+    dataset = scan(root)
+    records = [r for r in dataset.images if splits is None or r.split in splits]
+    results = pipeline.embed([r.path for r in records], progress=progress, cache=cache)
+    out: dict[str, SplitEmbeddings] = {}
+    vectors: dict[str, list[np.ndarray]] = {}
+    for record, result in zip(records, results):
+        split = out.setdefault(record.split, SplitEmbeddings(np.zeros((0, pipeline.backbone.embedding_dim), np.float32), [], [], []))
+        name = dataset.relative(record.path)
+        if not result.ok:
+            split.errors[name] = result.error or "unusable"
+        elif not result.faces:
+            split.no_face.append(name)
+        else:
+            if len(result.faces) > 1:
+                split.many_faces.append(name)
+            split.labels.append(record.person)
+            split.paths.append(name)
+            split.boxes.append(result.faces[0].box)
+            vectors.setdefault(record.split, []).append(result.embeddings[0])
+    for name, split in out.items():
+        if vectors.get(name):
+            split.embeddings = np.stack(vectors[name]).astype(np.float32)
+    return out
