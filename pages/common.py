@@ -1,7 +1,8 @@
-"""Helpers shared by the pages: process-wide model caches and user-facing error display.
+"""Helpers shared by the pages: model access, user-facing error display, flashes and the dataset picker.
 
-Models are loaded once per server process (``st.cache_resource``) and shared by every
-browser session; anything that belongs to one user lives in ``st.session_state``.
+Models are loaded once per server process by the plug-in registries (``core.registry``:
+one shared instance per settings, built under a lock) and shared by every browser session;
+anything that belongs to one user lives in ``st.session_state``.
 """
 
 from __future__ import annotations
@@ -13,24 +14,23 @@ from typing import Any
 
 import streamlit as st
 
+from core.pipeline.backbones import BACKBONES
+from core.pipeline.detection import DETECTORS
+
 NAVIGATED = "_facelab_navigated"  # session_state flag set by app.py once it has built the navigation
 FLASH = "_facelab_flash"  # messages queued for the next run of the page that queued them
 
 
-@st.cache_resource(show_spinner="Loading the face detector…")
 def detector(name: str, **settings: Any) -> Any:
-    """The shared detector instance (built once per process, thread-safe)."""
-    from core.pipeline.detection import DETECTORS
+    """The shared detector instance; the spinner shows only while the first session builds it."""
+    with st.spinner("Loading the face detector…"):
+        return DETECTORS.get(name, **settings)
 
-    return DETECTORS.get(name, **settings)
 
-
-@st.cache_resource(show_spinner="Loading the face model…")
 def backbone(name: str) -> Any:
-    """The shared backbone instance (built once per process, thread-safe)."""
-    from core.pipeline.backbones import BACKBONES
-
-    return BACKBONES.get(name)
+    """The shared backbone instance; the spinner shows only while the first session builds it."""
+    with st.spinner("Loading the face model…"):
+        return BACKBONES.get(name)
 
 
 @contextmanager

@@ -121,6 +121,7 @@ class Detector(ABC):
     """Finds faces in RGB uint8 images. Subclasses implement ``_detect`` on a downscaled image."""
 
     name: str = "?"
+    seconds_per_photo: float = 0.5  # rough CPU cost per web-sized photo, for the Train page's first estimate
     max_side: int = 1280  # detection runs on images no larger than this; boxes are mapped back
     dlib_box_map: BoxMap | None = None  # None: boxes are already framed like dlib's detector frames them
 

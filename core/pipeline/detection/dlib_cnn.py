@@ -19,6 +19,7 @@ class DlibCnnDetector(Detector):
     """More robust to pose and lighting than HOG, but slow on a CPU, so images are capped at 800 px."""
 
     name = "dlib-cnn"
+    seconds_per_photo = 1.5
     max_side = 800
 
     def __init__(self, upsample: int = 0) -> None:

@@ -31,6 +31,7 @@ class HaarDetector(Detector):
     real photos and reports false faces in textured backgrounds."""
 
     name = "haar"
+    seconds_per_photo = 0.05
 
     def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 30) -> None:
         if not scale_factor > 1.0:
