@@ -11,6 +11,7 @@ import pytest
 
 from core.images import load_image
 from core.pipeline import weights
+from core.pipeline.backbones.vggface16 import ENV_VGGFACE  # also declares the VGG-Face weight files
 from core.pipeline.backbones import BACKBONES, default_backbone
 from core.pipeline.backbones import vggface16 as vgg
 from core.pipeline.backbones.vggface16 import VGGFace16, build_vggface16, load_weights, preprocess_input
@@ -122,7 +123,7 @@ def test_unknown_layer_is_refused() -> None:
 
 def test_missing_weights_explain_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv(weights.ENV_VGGFACE, raising=False)
+    monkeypatch.delenv(ENV_VGGFACE, raising=False)
     with pytest.raises(WeightsError, match="--download vggface16"):
         VGGFace16()
     reason = BACKBONES.entry("vggface16").available()
@@ -130,7 +131,7 @@ def test_missing_weights_explain_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp
     with pytest.raises(RuntimeError, match="not available"):
         BACKBONES.get("vggface16", layer="fc7")
     assert default_backbone() == "dlib-resnet"
-    monkeypatch.setenv(weights.ENV_VGGFACE, str(write_keras2_h5(tmp_path / "w.h5", [])))
+    monkeypatch.setenv(ENV_VGGFACE, str(write_keras2_h5(tmp_path / "w.h5", [])))
     assert BACKBONES.entry("vggface16").available() is None
     assert default_backbone() == "vggface16"
 

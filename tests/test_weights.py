@@ -22,6 +22,7 @@ import pytest
 from core.cli import main
 from core.config import weights_dir
 from core.pipeline import weights
+from core.pipeline.backbones.vggface16 import ENV_VGGFACE  # also declares the VGG-Face weight files
 from core.pipeline.weights import WeightsError
 
 RCMALLI = "rcmalli_vggface_tf_vgg16.h5"
@@ -107,7 +108,7 @@ def home_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "user"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv(weights.ENV_VGGFACE, raising=False)
+    monkeypatch.delenv(ENV_VGGFACE, raising=False)
     return home
 
 
@@ -123,7 +124,7 @@ def test_find_order_env_then_keras_then_weights_dir(tmp_path: Path, home_dir: Pa
     tiny_rcmalli(keras_copy)
     assert weights.find(RCMALLI) == keras_copy.resolve()
     elsewhere = tiny_rcmalli(tmp_path / "mine.h5")
-    monkeypatch.setenv(weights.ENV_VGGFACE, str(elsewhere))
+    monkeypatch.setenv(ENV_VGGFACE, str(elsewhere))
     assert weights.find(RCMALLI) == elsewhere.resolve()
     assert weights.find_for_backbone("vggface16") == elsewhere.resolve()
     explicit = tiny_rcmalli(tmp_path / "explicit.h5")
@@ -135,7 +136,7 @@ def test_find_order_env_then_keras_then_weights_dir(tmp_path: Path, home_dir: Pa
 def test_explicit_path_that_does_not_exist_is_an_error(tmp_path: Path, home_dir: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     tiny_rcmalli(weights_dir() / RCMALLI)
-    monkeypatch.setenv(weights.ENV_VGGFACE, str(tmp_path / "typo.h5"))
+    monkeypatch.setenv(ENV_VGGFACE, str(tmp_path / "typo.h5"))
     with pytest.raises(WeightsError, match="typo.h5 does not exist"):
         weights.find(RCMALLI)
     with pytest.raises(WeightsError, match="nope.h5"):
@@ -175,7 +176,7 @@ def test_download_file_url_with_progress_and_pinned_checksum(tmp_path: Path, hom
     assert weights.pinned_sha256(path) == digest
     assert weights.sidecar(path).read_text().startswith(digest)
     assert leftovers(weights_dir()) == [RCMALLI, RCMALLI + ".sha256"]
-    assert weights.verify(path, RCMALLI) == digest
+    assert weights.check_file(path, RCMALLI) == digest
     assert weights.find(RCMALLI) == path.resolve()
 
 
@@ -184,7 +185,7 @@ def test_verify_refuses_a_file_changed_since_download(tmp_path: Path, home_dir: 
     path = weights.download(RCMALLI, url=source.as_uri())
     tiny_rcmalli(path, top=False)  # replaced by a different file under the same name
     with pytest.raises(WeightsError, match=f"(?s){RCMALLI}.*pinned"):
-        weights.verify(path, RCMALLI)
+        weights.check_file(path, RCMALLI)
 
 
 @pytest.mark.parametrize("error", [ConnectionResetError("connection reset by peer"), TimeoutError("timed out"),

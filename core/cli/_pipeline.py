@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from core.pipeline.detection import DEFAULT_DETECTOR
 
+if TYPE_CHECKING:
+    from core.pipeline.embeddings import Pipeline
+
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="face detector (haar, mtcnn, dlib-hog, dlib-cnn)")
-    parser.add_argument("--backbone", default=None, help="embedding model (vggface16, dlib-resnet); default: "
-                        "vggface16 when its weights are present, else dlib-resnet")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR,
+                        help=f"face detector (default {DEFAULT_DETECTOR}; an unknown name lists the others)")
+    parser.add_argument("--backbone", default=None, help="embedding model; default: the most preferred one usable "
+                        "here (VGG-Face when its weights are present, else dlib's ResNet); an unknown name lists them")
     parser.add_argument("--no-align", action="store_true", help="skip eye alignment (crop the detector box as is)")
 
 
-def build_pipeline(args: argparse.Namespace):
+def build_pipeline(args: argparse.Namespace) -> Pipeline:
     """The Pipeline the options describe (models load once per process)."""
-    from core.pipeline.backbones import BACKBONES, default_backbone
-    from core.pipeline.detection import DETECTORS
-    from core.pipeline.embeddings import Pipeline
+    from core.api import pipeline
 
-    backbone = args.backbone or default_backbone()
-    return Pipeline(DETECTORS.get(args.detector), BACKBONES.get(backbone), align=not args.no_align)
+    return pipeline(args.detector, args.backbone, align=not args.no_align)
 
 
 def progress_printer(label: str):

@@ -34,32 +34,6 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
     return update
 
 
-def _rows() -> list[dict[str, Any]]:
-    """The weights table: every known downloadable file plus the model dlib-resnet ships with."""
-    from core.pipeline import weights
-
-    rows = weights.status()
-    try:
-        from core.pipeline.backbones.dlib_resnet import model_path
-
-        path = model_path()
-        found = path.is_file()
-    except ImportError:
-        path, found = None, False
-    rows.append({
-        "name": path.name if path else "dlib_face_recognition_resnet_model_v1.dat",
-        "backbone": "dlib-resnet",
-        "description": "bundled with the face_recognition_models package (no download)",
-        "url": None,
-        "path": str(path) if found else None,
-        "size": path.stat().st_size if found else None,
-        "sha256": weights.sha256_of(path) if found else None,
-        "pinned_sha256": None,
-        "error": None if found else "face_recognition_models is not installed (pip install face_recognition_models)",
-    })
-    return rows
-
-
 def _table(rows: list[dict[str, Any]]) -> str:
     header = ("backbone", "file", "size", "sha256", "where")
     lines = [
@@ -74,6 +48,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.pipeline import weights
+    from core.pipeline.backbones import BACKBONES
+
+    BACKBONES.entries()  # each backbone module declares its weight files when imported
 
     if args.url and not args.download:
         raise ValueError("--url only makes sense with --download NAME")
@@ -88,5 +65,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     elif args.source:
         path = weights.install_local(args.source)
         notes.append(f"Installed {args.source} as {path}.")
-    rows = _rows()
+    rows = weights.status()
     return {"weights": rows, "text": "\n".join([*notes, _table(rows)])}

@@ -1,5 +1,9 @@
 """Finding, downloading and checking the pretrained weight files backbones need.
 
+Generic: each backbone plug-in declares its files (:class:`WeightFile`) by calling
+:func:`register` when its module is imported, so this module names no model. Code that needs
+every file (the ``weights`` command) lists the backbones first (``BACKBONES.entries()``).
+
 Weight files are hundreds of megabytes fetched from third-party release pages, so
 everything here is defensive: downloads stream into a temporary file that only
 becomes the real file once complete and checked, a file's checksum is pinned on
@@ -17,7 +21,7 @@ import shutil
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +30,7 @@ from typing import Any
 from core.config import weights_dir
 from core.files import write_atomic
 
-ENV_VGGFACE = "FACELAB_VGGFACE_WEIGHTS"
 _CHUNK = 1 << 20
-_RCMALLI = "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/"
 
 
 class WeightsError(RuntimeError):
@@ -37,78 +39,84 @@ class WeightsError(RuntimeError):
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One known weight file: where it comes from and how to recognise a sane copy."""
+    """One weight file a backbone declares: where it comes from and how to recognise a sane copy."""
 
     name: str
-    url: str
-    sha256: str | None  # None when no checksum is published; the first download's is pinned in a sidecar
-    size_hint: int  # approximate size in bytes, for messages and progress before the server answers
-    description: str
     backbone: str
-    min_layers: int  # layers with weights a genuine copy has (quick sanity check before a full load)
+    description: str
+    model: str = ""  # the model's name in messages ("VGG-Face"); the backbone's name when empty
+    url: str | None = None  # None: shipped inside a package (see ``locate``), nothing to download
+    sha256: str | None = None  # None when no checksum is published; the first download's is pinned in a sidecar
+    size_hint: int = 0  # approximate size in bytes, for messages and progress before the server answers
+    min_layers: int = 0  # HDF5 files: layers with weights a genuine copy has (a quick sanity check)
+    runs_backbone: bool = True  # False for a partial file (e.g. convolutions only) the backbone cannot embed with
+    env: str | None = None  # an environment variable that may give this file's path
+    cache_dirs: tuple[str, ...] = ()  # other tools' download folders (relative to the user's home) worth searching
+    layers_match: Callable[[Mapping[str, Any]], bool] | None = None  # is an HDF5 file with these layers a copy of it?
+    locate: Callable[[], Path] | None = None  # where a file shipped inside a package is (ImportError when absent)
+    missing_hint: str = ""  # what to do when a shipped file is absent
 
 
-KNOWN: dict[str, WeightFile] = {
-    f.name: f
-    for f in (
-        WeightFile("rcmalli_vggface_tf_vgg16.h5", _RCMALLI + "rcmalli_vggface_tf_vgg16.h5", None, 580_000_000,
-                   "VGG-Face VGG16 with the 2622-identity top (keras-vggface v2.0, layers by name)", "vggface16", 16),
-        WeightFile("rcmalli_vggface_tf_notop_vgg16.h5", _RCMALLI + "rcmalli_vggface_tf_notop_vgg16.h5", None,
-                   59_000_000, "VGG-Face VGG16 convolutions only (keras-vggface v2.0), for fine-tuning",
-                   "vggface16", 13),
-        WeightFile("vgg_face_weights.h5",
-                   "https://github.com/serengil/deepface_models/releases/download/v1.0/vgg_face_weights.h5", None,
-                   580_000_000, "VGG-Face as in the sefiks/deepface tutorials (Sequential layout, fc as convolutions)",
-                   "vggface16", 16),
-    )
-}
-
-# The files a backbone can run on, preferred first.
-BACKBONE_FILES: dict[str, tuple[str, ...]] = {"vggface16": ("rcmalli_vggface_tf_vgg16.h5", "vgg_face_weights.h5")}
+KNOWN: dict[str, WeightFile] = {}  # file name → declaration, in registration order (a backbone's preferred first)
 
 ProgressCallback = Callable[[int, int], None]
 
 
+def register(*files: WeightFile) -> None:
+    """Declare weight files (called by backbone modules at import)."""
+    for file in files:
+        KNOWN[file.name] = file
+
+
+def files_for(backbone: str) -> list[WeightFile]:
+    """The files ``backbone`` can run on, preferred first."""
+    return [f for f in KNOWN.values() if f.backbone == backbone and f.runs_backbone]
+
+
 def known(name: str) -> WeightFile:
-    """The table entry for a weight file (or a backbone's preferred file), or a ValueError listing them."""
-    if name in BACKBONE_FILES:
-        name = BACKBONE_FILES[name][0]
+    """The declaration of a weight file (or of a backbone's preferred file), or a ValueError listing them."""
+    preferred = files_for(name)
+    if preferred:
+        return preferred[0]
     if name not in KNOWN:
-        raise ValueError(f"unknown weight file '{name}'; known: {', '.join([*BACKBONE_FILES, *KNOWN])}")
+        backbones = sorted({f.backbone for f in KNOWN.values() if f.url})
+        raise ValueError(f"unknown weight file '{name}'; known: {', '.join([*backbones, *KNOWN])}")
     return KNOWN[name]
 
 
-def keras_dir() -> Path:
-    """keras-vggface's own cache folder, so weights it already downloaded are reused."""
-    return Path.home() / ".keras" / "models" / "vggface"
+def search_dirs(entry: WeightFile) -> list[Path]:
+    """Folders searched for ``entry``, in order (after any explicit path): other tools' caches, then FaceLab's."""
+    return [*(Path.home() / folder for folder in entry.cache_dirs), weights_dir()]
 
 
-def search_dirs() -> list[Path]:
-    """Folders searched for weight files, in order (after any explicit path)."""
-    return [keras_dir(), weights_dir()]
-
-
-def _explicit(path: str | Path) -> Path:
+def _explicit(path: str | Path, entry: WeightFile) -> Path:
     explicit = Path(path).expanduser()
     if not explicit.is_file():
-        raise WeightsError(f"weights file {explicit} does not exist (check the path or {ENV_VGGFACE}).")
+        also = f" or {entry.env}" if entry.env else ""
+        raise WeightsError(f"weights file {explicit} does not exist (check the path{also}).")
     return explicit.resolve()
 
 
 def find(name: str, path: str | Path | None = None) -> Path | None:
     """Where the weight file ``name`` is on this machine, or None.
 
-    Order: ``path`` when given, then ``$FACELAB_VGGFACE_WEIGHTS`` (for the main VGG-Face file), then
-    ``~/.keras/models/vggface/`` and the FaceLab weights folder. An explicit path that does not
-    exist is an error rather than a silent fall-back to another file.
+    Order: ``path`` when given, then the file's environment variable, then where a package ships
+    it, then other tools' download folders and the FaceLab weights folder. An explicit path that
+    does not exist is an error rather than a silent fall-back to another file.
     """
     entry = known(name)
     if path is not None:
-        return _explicit(path)
-    env = os.environ.get(ENV_VGGFACE, "").strip()
-    if env and entry.name == BACKBONE_FILES["vggface16"][0]:
-        return _explicit(env)
-    for folder in search_dirs():
+        return _explicit(path, entry)
+    env = os.environ.get(entry.env, "").strip() if entry.env else ""
+    if env:
+        return _explicit(env, entry)
+    if entry.locate is not None:
+        try:
+            shipped = entry.locate()
+        except ImportError:
+            return None
+        return shipped.resolve() if shipped.is_file() else None
+    for folder in search_dirs(entry):
         candidate = folder / entry.name
         if candidate.is_file():
             return candidate.resolve()
@@ -117,8 +125,8 @@ def find(name: str, path: str | Path | None = None) -> Path | None:
 
 def find_for_backbone(backbone: str) -> Path | None:
     """The first weight file found that ``backbone`` can run on."""
-    for name in BACKBONE_FILES[backbone]:
-        found = find(name)
+    for entry in files_for(backbone):
+        found = find(entry.name)
         if found is not None:
             return found
     return None
@@ -126,9 +134,17 @@ def find_for_backbone(backbone: str) -> Path | None:
 
 def missing_message(backbone: str) -> str:
     """What to do when a backbone's weights are absent (shown by the UI, the CLI and exceptions)."""
-    names = BACKBONE_FILES[backbone]
-    return (f"VGG-Face weights not found: run `python -m core weights --download {backbone}` or put {names[0]} "
-            f"(or {', '.join(names[1:])}) in {weights_dir()} or {keras_dir()}, or set {ENV_VGGFACE} to its path.")
+    files = files_for(backbone)
+    if not files:
+        raise ValueError(f"the {backbone} backbone declares no weight file.")
+    first, others = files[0], [f.name for f in files[1:]]
+    if first.locate is not None:
+        return f"{first.model or backbone} weights not found: {first.missing_hint or first.description}"
+    where = " or ".join(str(d) for d in [weights_dir(), *search_dirs(first)[:-1]])
+    alternatives = f" (or {', '.join(others)})" if others else ""
+    env = f", or set {first.env} to its path" if first.env else ""
+    return (f"{first.model or backbone} weights not found: run `python -m core weights --download {backbone}` or put "
+            f"{first.name}{alternatives} in {where}{env}.")
 
 
 # --- checksums -----------------------------------------------------------------------------------
@@ -176,7 +192,7 @@ def _pin(path: Path, digest: str) -> None:
     _write_atomic(sidecar(path), lambda out: out.write(f"{digest}  {path.name}\n".encode()))
 
 
-def verify(path: Path, name: str | None = None) -> str:
+def check_file(path: Path, name: str | None = None) -> str:
     """Check ``path`` against the published checksum of ``name`` or its pinned sidecar; returns its sha256."""
     digest = sha256_of(path)
     expected = KNOWN[name].sha256 if name in KNOWN else None
@@ -236,16 +252,15 @@ def layer_weights(group: Any, path: Path) -> dict[str, list[Any]]:
     return layers
 
 
-def identify(path: Path) -> str:
-    """Which known file ``path`` is a copy of, judged by its layers (users rename downloads)."""
+def file_kind(path: Path) -> str:
+    """Which declared file ``path`` is a copy of, judged by its HDF5 layers (users rename downloads)."""
     with open_weights_h5(path) as group:
         layers = layer_weights(group, path)
-    if "conv1_1" in layers:
-        return "rcmalli_vggface_tf_vgg16.h5" if "fc8" in layers else "rcmalli_vggface_tf_notop_vgg16.h5"
-    if len(layers) >= KNOWN["vgg_face_weights.h5"].min_layers:
-        return "vgg_face_weights.h5"
-    raise WeightsError(f"{path.name}: not a VGG-Face weights file FaceLab knows (no conv1_1 layer and only "
-                       f"{len(layers)} layers with weights); pass the file's name explicitly if it is one.")
+    for entry in KNOWN.values():
+        if entry.layers_match is not None and entry.layers_match(layers):
+            return entry.name
+    raise WeightsError(f"{path.name}: not a weights file FaceLab knows ({len(layers)} layers with weights); "
+                       "pass the file's name explicitly if it is one.")
 
 
 def check_h5(path: Path, name: str) -> None:
@@ -274,6 +289,8 @@ def download(name: str, progress: ProgressCallback | None = None, url: str | Non
     """
     entry = known(name)
     source = url or entry.url
+    if source is None:
+        raise WeightsError(f"{entry.name} is not downloaded: {entry.missing_hint or entry.description}")
     target = weights_dir() / entry.name
     digest = hashlib.sha256()
     done = 0
@@ -316,7 +333,7 @@ def install_local(path: str | Path, name: str | None = None) -> Path:
     source = Path(path).expanduser()
     if not source.is_file():
         raise WeightsError(f"{source} does not exist or is not a file.")
-    entry = known(name or (source.name if source.name in KNOWN else identify(source)))
+    entry = known(name or (source.name if source.name in KNOWN else file_kind(source)))
     check_h5(source, entry.name)
     target = weights_dir() / entry.name
 
@@ -352,6 +369,6 @@ def status() -> list[dict[str, Any]]:
             "size": path.stat().st_size if path else None,
             "sha256": sha256_of(path) if path else None,
             "pinned_sha256": (entry.sha256 or pinned_sha256(path)) if path else entry.sha256,
-            "error": error,
+            "error": error or (None if path or entry.url else entry.missing_hint or None),
         })
     return rows

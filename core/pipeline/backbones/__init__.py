@@ -13,8 +13,10 @@ __all__ = ["BACKBONES", "Backbone", "default_backbone"]
 
 
 def default_backbone() -> str:
-    """VGGFace16 when its weights are on this machine, else the offline dlib ResNet."""
-    entries = BACKBONES.entries()
-    if "vggface16" in entries and entries["vggface16"].available() is None:
-        return "vggface16"
-    return "dlib-resnet"
+    """The most preferred backbone usable on this machine (VGG-Face when its weights are here, else dlib's ResNet)."""
+    entries = sorted(BACKBONES.entries().values(), key=lambda entry: entry.factory.preference)
+    usable = [entry.name for entry in entries if entry.available() is None]
+    if not usable:
+        raise RuntimeError("no face model (backbone) is usable on this machine: " +
+                           "; ".join(f"{entry.name}: {entry.available()}" for entry in entries))
+    return usable[0]

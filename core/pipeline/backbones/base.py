@@ -28,6 +28,7 @@ class Backbone(ABC):
     decision_metric: str = "cosine"  # the metric an uncalibrated verdict decides on
     default_thresholds: Mapping[str, float] = MappingProxyType({})  # per metric; neutral ones fill the gaps
     seconds_per_photo: float = 0.3  # rough CPU cost of one face's embedding, for the Train page's first estimate
+    preference: int = 10  # the default backbone is the usable one with the lowest preference
 
     _weights_id: str = "builtin"  # subclasses set the checksum of the weights they loaded
 

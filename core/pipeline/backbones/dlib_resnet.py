@@ -36,6 +36,12 @@ def model_path() -> Path:
 
     return Path(face_recognition_models.face_recognition_model_location())
 
+
+weight_files.register(weight_files.WeightFile(
+    "dlib_face_recognition_resnet_model_v1.dat", "dlib-resnet",
+    "bundled with the face_recognition_models package (no download)", model="dlib ResNet", locate=model_path,
+    missing_hint="face_recognition_models is not installed (pip install face_recognition_models)"))
+
 # dlib documents 0.6 as the euclidean threshold for its ResNet face descriptors.
 DLIB_EUCLIDEAN_THRESHOLD = 0.6
 
@@ -58,6 +64,7 @@ class DlibResNet(Backbone):
     # unit vectors and 0.4²/2 = 0.08 cosine (calibration on five_celebrity_faces lands near all three).
     decision_metric = "euclidean"
     default_thresholds = MappingProxyType({"euclidean": DLIB_EUCLIDEAN_THRESHOLD, "euclidean_l2": 0.4, "cosine": 0.08})
+    preference = 1
     seconds_per_photo = 0.05
 
     def __init__(self, num_jitters: int = 0, flip_average: bool = True) -> None:

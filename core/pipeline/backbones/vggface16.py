@@ -10,6 +10,7 @@ activations keras-vggface called ``fc6/relu`` … ``fc8/softmax`` are ``fc6_relu
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,36 @@ TOP_LAYERS = ("fc6", "fc7", "fc8")
 EMBEDDING_LAYERS = {"fc8": ("fc8", 2622), "fc7": ("fc7_relu", 4096)}
 BATCH_SIZE = 32
 INPUT_SIZE = 224
+ENV_VGGFACE = "FACELAB_VGGFACE_WEIGHTS"
+_RCMALLI = "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/"
+_KERAS_VGGFACE_CACHE = (".keras/models/vggface",)  # keras-vggface's own download folder: reuse what it fetched
+
+
+def _is_rcmalli(layers: Mapping[str, Any], top: bool) -> bool:
+    return "conv1_1" in layers and ("fc8" in layers) == top
+
+
+# The files this backbone runs on, preferred first (the no-top file is for fine-tuning only). keras-vggface
+# files hold layers by name (conv1_1…fc8); deepface's is a Sequential layout without those names.
+WEIGHT_FILES = (
+    weight_files.WeightFile(
+        "rcmalli_vggface_tf_vgg16.h5", "vggface16", "VGG-Face VGG16 with the 2622-identity top (keras-vggface v2.0, "
+        "layers by name)", model="VGG-Face", url=_RCMALLI + "rcmalli_vggface_tf_vgg16.h5", size_hint=580_000_000,
+        min_layers=16, env=ENV_VGGFACE, cache_dirs=_KERAS_VGGFACE_CACHE,
+        layers_match=lambda layers: _is_rcmalli(layers, top=True)),
+    weight_files.WeightFile(
+        "vgg_face_weights.h5", "vggface16", "VGG-Face as in the sefiks/deepface tutorials (Sequential layout, fc as "
+        "convolutions)", model="VGG-Face",
+        url="https://github.com/serengil/deepface_models/releases/download/v1.0/vgg_face_weights.h5",
+        size_hint=580_000_000, min_layers=16, cache_dirs=_KERAS_VGGFACE_CACHE,
+        layers_match=lambda layers: "conv1_1" not in layers and len(layers) >= 16),
+    weight_files.WeightFile(
+        "rcmalli_vggface_tf_notop_vgg16.h5", "vggface16", "VGG-Face VGG16 convolutions only (keras-vggface v2.0), for "
+        "fine-tuning", model="VGG-Face", url=_RCMALLI + "rcmalli_vggface_tf_notop_vgg16.h5", size_hint=59_000_000,
+        min_layers=13, runs_backbone=False, cache_dirs=_KERAS_VGGFACE_CACHE,
+        layers_match=lambda layers: _is_rcmalli(layers, top=False)),
+)
+weight_files.register(*WEIGHT_FILES)
 
 
 def build_vggface16(include_top: bool = True, input_size: int = INPUT_SIZE, *, classes: int = 2622,
@@ -148,6 +179,7 @@ class VGGFace16(Backbone):
     # VGG-Face's fc8 vectors are usually compared by cosine at about 0.4, i.e. √0.8 ≈ 0.89 between unit vectors.
     decision_metric = "cosine"
     default_thresholds = MappingProxyType({"cosine": 0.4, "euclidean_l2": 0.89})
+    preference = 0
     seconds_per_photo = 0.35
     finetune_images_per_second = 2.0  # rough CPU pace of fine-tuning, for the Train page's estimate
 
@@ -164,12 +196,12 @@ class VGGFace16(Backbone):
             self._weights_id = "random"
             self.model = build_vggface16()
         else:
-            main_file = weight_files.BACKBONE_FILES[self.name][0]
+            main_file = weight_files.known(self.name).name
             path = weight_files.find(main_file, weights) if weights else weight_files.find_for_backbone(self.name)
             if path is None:
                 raise WeightsError(weight_files.missing_message(self.name))
             # Checksum and file structure first: a bad file fails in a moment, not after a 580 MB build.
-            self._weights_id = weight_files.verify(path, path.name)[:16]
+            self._weights_id = weight_files.check_file(path, path.name)[:16]
             weight_files.check_h5(path, main_file)
             self.model = build_vggface16()
             load_weights(self.model, path)
