@@ -14,6 +14,8 @@ from typing import Any
 
 import streamlit as st
 
+from core.data.layout import thumbnail
+from core.data.paging import page, page_count
 from core.pipeline.backbones import BACKBONES
 from core.pipeline.detection import DETECTORS
 
@@ -78,6 +80,22 @@ def progress_callback(bar: Any, label: str) -> Callable[[int, int], None]:
         bar.progress(min(1.0, done / max(total, 1)), text=f"{label} {done}/{total}")
 
     return update
+
+
+def gallery(paths: list[Path], key: str, under: Callable[[Path], None] | None = None, per_page: int = 24,
+            columns: int = 6, side: int = 160) -> None:
+    """A paged thumbnail grid; ``under`` draws extra widgets (e.g. a Remove button) below each photo."""
+    pages = page_count(len(paths), per_page)
+    number = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=key)) if pages > 1 else 1
+    cells = st.columns(columns)
+    for i, path in enumerate(page(paths, number, per_page)):
+        with cells[i % columns]:
+            try:
+                st.image(thumbnail(path, side), caption=path.name)
+            except ValueError as exc:
+                st.warning(f"{path.name}: {exc}")
+            if under is not None:
+                under(path)
 
 
 SERVER_FOLDER = "Open a folder on the server…"

@@ -67,6 +67,22 @@ def test_counts_people_and_table(tmp_path: Path) -> None:
     assert set(kinds(result)) == set()  # a clean dataset has no problems
 
 
+def test_face_counts_become_classes_beside_dataset_relative_paths(tmp_path: Path) -> None:
+    root = make(tmp_path / "d", {"train": {"amy": 2, "bob": 2}})
+    result = audit_module.audit(layout.scan(root))
+    frame = audit_module.with_face_counts(result, [0, 1, 3, None])
+    assert frame[audit_module.FACES_COLUMN].tolist() == ["0", "1", "many", "unreadable"]
+    assert all(photo.startswith("train/") for photo in frame["photo"])
+    with pytest.raises(ValueError, match="3 face counts for 4 photos"):
+        audit_module.with_face_counts(result, [1, 1, 1])
+
+
+def test_problem_count_leaves_notes_out(tmp_path: Path) -> None:
+    root = make(tmp_path / "d", {"train": {"amy": 1}})
+    result = audit_module.audit(layout.scan(root))
+    assert audit_module.problem_count(result) == sum(p["severity"] in {"error", "warning"} for p in result.problems) > 0
+
+
 def test_val_alias_and_unlabelled_test(tmp_path: Path) -> None:
     root = make(tmp_path / "d", {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}})
     write(root / "test" / "x.png", photo(100))

@@ -10,6 +10,8 @@ splits, where they leak test photos into training. Face statistics per photo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -240,3 +242,22 @@ def audit(dataset: Dataset, *, with_hashes: bool = True) -> Audit:
     if with_hashes:
         result.problems += _duplicate_problems(dataset, images)
     return result
+
+
+def face_classes(counts: Sequence[int | None]) -> list[str]:
+    """Faces found per photo as the audit's classes: "0" cannot train, "many" uses one face, "unreadable"."""
+    return ["unreadable" if c is None else "0" if c == 0 else "1" if c == 1 else "many" for c in counts]
+
+
+def with_face_counts(result: Audit, counts: Sequence[int | None]) -> pd.DataFrame:
+    """The audit's photos with their face class (FACES_COLUMN) and dataset-relative path ("photo")."""
+    if len(counts) != len(result.images):
+        raise ValueError(f"{len(counts)} face counts for {len(result.images)} photos.")
+    frame = result.images.assign(**{FACES_COLUMN: face_classes(counts)})
+    frame["photo"] = [result.dataset.relative(p) for p in frame["path"]]
+    return frame
+
+
+def problem_count(result: Audit) -> int:
+    """Problems worth acting on (errors and warnings; notes are left out), as the page's headline shows."""
+    return sum(p["severity"] != "info" for p in result.problems)
