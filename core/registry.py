@@ -1,4 +1,4 @@
-"""A tiny plug-in registry shared by detectors and backbones.
+"""A tiny plug-in registry shared by detectors, backbones and heads.
 
 Each plug-in is one module in its package that calls ``register`` at import; the
 package imports every module it contains, so adding a detector or a backbone is

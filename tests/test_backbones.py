@@ -11,10 +11,15 @@ import pytest
 
 from core.images import load_image
 from core.pipeline import weights
-from core.pipeline.backbones.vggface16 import ENV_VGGFACE  # also declares the VGG-Face weight files
 from core.pipeline.backbones import BACKBONES, default_backbone
 from core.pipeline.backbones import vggface16 as vgg
-from core.pipeline.backbones.vggface16 import VGGFace16, build_vggface16, load_weights, preprocess_input
+from core.pipeline.backbones.vggface16 import (
+    ENV_VGGFACE,  # also declares the VGG-Face weight files
+    VGGFace16,
+    build_vggface16,
+    load_weights,
+    preprocess_input,
+)
 from core.pipeline.detection.base import Face
 from core.pipeline.weights import WeightsError
 from tests.test_weights import RCMALLI, write_keras2_h5

@@ -10,9 +10,8 @@ splits, where they leak test photos into training. Face statistics per photo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
