@@ -23,16 +23,32 @@ from core.pipeline.detection.base import Detector, Face
 from core.pipeline.embeddings import Pipeline
 from core.services.predict import (
     CSV_COLUMNS,
+    SHOWS,
+    SORTS,
+    DatasetGone,
     FacePrediction,
+    PhotoFilter,
     PhotoPrediction,
+    PhotoSet,
     Predictor,
     accuracy,
     annotated_zip,
     confusion_table,
+    dataset_photos,
+    face_crop,
+    filter_photos,
+    nearest_training_photos,
+    people_in,
     per_person,
     photo_sources,
     predictions_csv,
     relabel,
+    run_dataset,
+    run_test_split,
+    show_options,
+    stored_batch,
+    summarize,
+    uploaded_photos,
 )
 from core.training.heads.centroid import CentroidHead
 from tests.conftest import ROOT, image_bytes, shared_dataset
@@ -283,6 +299,143 @@ def test_photo_sources(tmp_path: Path) -> None:
     for folder in (tmp_path / "nothing", tmp_path / "missing"):
         with pytest.raises(ValueError):
             photo_sources(folder)
+
+
+# --- the Predict page's engine: photo sets, the session store, filters and figures -------------------
+
+
+def test_photo_sets_are_keyed_by_their_contents(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", {"train": {"amy": 1}, "test": {"amy": 2, "bob": 1}})
+    split = dataset_photos(dataset)
+    assert split.label == "the test split of ds" and split.truths == ["amy", "amy", "bob"]
+    assert split.sources == photo_sources(dataset)[0]
+    assert dataset_photos(dataset) == split, "same files, same key"
+    (dataset / "test" / "bob" / "new.png").write_bytes(image_bytes(solid((1, 2, 3), 8, 8)))
+    assert dataset_photos(dataset).key != split.key, "a new photo is predicted, not served from the store"
+
+    upload = uploaded_photos([("a.jpg", b"one"), ("b.jpg", b"two")], "2 uploaded photo(s)")
+    assert upload.truths == [None, None] and upload.sources == [("a.jpg", b"one"), ("b.jpg", b"two")]
+    assert uploaded_photos([("a.jpg", b"one"), ("b.jpg", b"two")], "again").key == upload.key
+    for other in ([("a.jpg", b"one"), ("b.jpg", b"TWO")], [("a.jpg", b"one"), ("c.jpg", b"two")], [("a.jpg", b"one")]):
+        assert uploaded_photos(other, "x").key != upload.key
+    assert len(upload.short_id) == 12 and upload.short_id != split.short_id
+    assert int(upload.short_id, 16) >= 0, "hex digits only: safe in a widget key"
+
+
+def test_run_dataset_and_its_test_split(colour_predictor: Predictor, tmp_path: Path) -> None:
+    assert run_dataset(colour_predictor) == tmp_path
+    dataset = write_dataset(tmp_path / "trained_on", {"train": {"amy": 1}, "test": {"bob": 2}})
+    colour_predictor.run.config.dataset = str(dataset)
+    assert run_test_split(colour_predictor) == dataset_photos(dataset)
+    for gone in (tmp_path / "moved_away", ""):
+        colour_predictor.run.config.dataset = str(gone)
+        with pytest.raises(DatasetGone, match="not on this server any more") as raised:
+            run_test_split(colour_predictor)
+        assert raised.value.root == Path(gone)
+
+
+def test_nearest_training_photos(colour_predictor: Predictor, tmp_path: Path) -> None:
+    red = colour_predictor.predict([("red.png", image_bytes(solid((240, 20, 10))))])[0].faces[0]
+    nearest = nearest_training_photos(colour_predictor, red, k=5)
+    assert [path for path, _ in nearest] == [tmp_path / "train/amy/0.png", tmp_path / "train/amy/1.png"]
+    assert nearest[0][1] <= nearest[1][1]
+    stranger = FacePrediction(red.box, UNKNOWN_LABEL, 0.9, [("zoe", 0.9)], None, -1, 0.9, red.embedding)
+    assert nearest_training_photos(colour_predictor, stranger) == [], "no training face of zoe"
+    colour_predictor.gallery_paths = []
+    with pytest.raises(DatasetGone):
+        nearest_training_photos(colour_predictor, red)
+    colour_predictor.run.config.dataset = str(tmp_path / "moved_away")
+    with pytest.raises(DatasetGone):
+        nearest_training_photos(colour_predictor, red)
+
+
+def test_face_crop_keeps_a_margin_inside_the_image() -> None:
+    image = np.arange(100 * 120 * 3, dtype=np.uint32).reshape(100, 120, 3)
+    crop = face_crop(image, face("amy", 0.9, box=(20, 30, 50, 40)))
+    assert crop.shape[:2] == (40 + 2 * 8, 50 + 2 * 10)
+    np.testing.assert_array_equal(crop[0, 0], image[22, 10])
+    assert face_crop(image, face("amy", 0.9, box=(0, 0, 10, 10))).shape[:2] == (12, 12), "clipped at the edge"
+
+
+def test_stored_batch_predicts_each_set_once_and_keeps_the_newest(colour_predictor: Predictor) -> None:
+    calls: list[str] = []
+
+    def predict(photos: PhotoSet) -> list[PhotoPrediction]:
+        calls.append(photos.key)
+        return [PhotoPrediction(str(i)) for i in range(len(photos.sources))]
+
+    sets = [uploaded_photos([(f"{n}.png", bytes([n]))], f"set {n}") for n in range(3)]
+    store: dict = {}
+    first = stored_batch(store, "run1", sets[0], predict, keep=2)
+    assert first.label == "set 0" and first.sources == sets[0].sources and len(first.photos) == 1
+    assert stored_batch(store, "run1", sets[0], predict, keep=2) is first and len(calls) == 1
+    stored_batch(store, "run2", sets[0], predict, keep=2)
+    assert len(calls) == 2, "another run predicts the same photos anew"
+    stored_batch(store, "run1", sets[1], predict, keep=2)
+    assert list(store) == [f"run2|{sets[0].key}", f"run1|{sets[1].key}"], "the oldest set is dropped"
+    assert stored_batch(store, "run1", sets[0], predict, keep=2) is not first and len(calls) == 4
+
+
+def test_batch_keeps_annotated_jpegs_per_size_and_labels(colour_predictor: Predictor) -> None:
+    group = image_bytes(np.concatenate([solid((240, 20, 10), 200, 100), solid((15, 20, 240), 200, 100)], axis=1))
+    photos = uploaded_photos([("group.png", group)], "one")
+    batch = stored_batch({}, "run", photos, lambda p: colour_predictor.predict(p.sources))
+    photo = batch.photos[0]
+    small = batch.annotated_jpeg(colour_predictor, 0, photo, 100)
+    assert Image.open(io.BytesIO(small)).size == (100, 25)
+    assert batch.annotated_jpeg(colour_predictor, 0, photo, 100) is small and len(batch.thumbs) == 1
+    strict = relabel([photo], UnknownRule(0.0, 0.0))[0]
+    assert all(f.unknown for f in strict.faces)
+    assert batch.annotated_jpeg(colour_predictor, 0, strict, 100) != small, "new labels, new picture"
+    batch.annotated_jpeg(colour_predictor, 0, photo, 300)
+    assert len(batch.thumbs) == 3
+
+
+def test_photo_confidence_and_no_face() -> None:
+    photos = hand_made()
+    assert [p.confidence for p in photos] == [0.9, 0.7, 0.4, None, None, 0.95]
+    assert [p.no_face for p in photos] == [False, False, False, True, False, False], "unusable is not faceless"
+
+
+@pytest.mark.parametrize(("chosen", "indices"), [
+    (PhotoFilter(), [0, 1, 2, 3, 4, 5]),
+    (PhotoFilter(show="Correct"), [0]),
+    (PhotoFilter(show="Incorrect"), [1, 2, 3]),
+    (PhotoFilter(show="With unknown faces"), [2]),
+    (PhotoFilter(show="Low confidence", low=0.65), [0, 2]),  # a1's second face is below, too
+    (PhotoFilter(show="No face found"), [3]),
+    (PhotoFilter(show="Unusable"), [4]),
+    (PhotoFilter(person="amy"), [0, 1, 5]),  # truth amy, or a face taken for amy
+    (PhotoFilter(person="bob"), [0, 1, 2, 3, 4]),  # b1's unknown face is bob's best guess
+    (PhotoFilter(person="bob", show="Incorrect"), [1, 2, 3]),
+    (PhotoFilter(order=SORTS[1]), [2, 1, 0, 5, 3, 4]),  # faceless photos last, in file order
+    (PhotoFilter(order=SORTS[2]), [5, 0, 1, 2, 3, 4]),
+    (PhotoFilter(person="amy", order=SORTS[1]), [1, 0, 5]),
+])
+def test_filter_photos(chosen: PhotoFilter, indices: list[int]) -> None:
+    assert filter_photos(hand_made(), chosen) == indices
+
+
+def test_filter_choices_follow_the_photos() -> None:
+    photos = hand_made()
+    assert people_in(photos) == ["amy", "bob"]
+    assert people_in([PhotoPrediction("x.jpg", None, [face("cat", 0.9)])]) == ["cat"]
+    assert show_options(photos) == list(SHOWS)
+    assert show_options(photos[5:]) == [s for s in SHOWS if s not in ("Correct", "Incorrect")], "no labels, no verdict"
+
+
+def test_summary_of_a_prediction_set() -> None:
+    photos = hand_made()
+    summary = summarize(photos, ["amy"])
+    assert (summary.photos, summary.faces, summary.unknown_faces, summary.no_face) == (6, 5, 1, 1)
+    assert (summary.judged, summary.correct, summary.accuracy) == (4, 1, accuracy(photos))
+    assert summary.errors == [("bad.jpg", "the file is empty (0 bytes).")]
+    assert summary.strangers == ["bob"], "bob is labelled but not known to the run"
+    assert summarize(photos, ["amy", "bob"]).strangers == []
+    lenient = summarize(relabel(photos, UnknownRule(0.0, None)), ["amy", "bob"])
+    assert (lenient.unknown_faces, lenient.correct) == (0, 2), "the figures follow the thresholds"
+    empty = summarize(photos[5:], ["amy"])
+    assert (empty.judged, empty.accuracy, empty.strangers) == (0, None, [])
 
 
 # --- a real run: five_celebrity with dlib HOG + dlib ResNet (offline models) --------------------------

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.compare.unknown import UnknownRule
     from core.images import encode_jpeg, load_image
     from core.runs import active_run
-    from core.services.predict import accuracy, confusion_table, photo_sources, predictor_for_run
+    from core.services.predict import confusion_table, photo_sources, predictor_for_run, summarize
 
     run_id = active_run() if args.run == "active" else args.run
     if not run_id:
@@ -46,14 +46,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if photo.error is None:
                 name = _unique(f"{path.parent.name}__{path.stem}", written)
                 write_bytes_atomic(out_dir / f"{name}.jpg", encode_jpeg(predictor.annotate(load_image(path), photo)))
-    acc = accuracy(photos)
+    summary = summarize(photos, predictor.run.labels)
+    acc = summary.accuracy
     result: dict[str, Any] = {
         "run": run_id, "images": [p.to_dict() for p in photos], "accuracy": acc,
-        "faces": sum(len(p.faces) for p in photos),
-        "unknown_faces": sum(f.unknown for p in photos for f in p.faces),
+        "faces": summary.faces, "unknown_faces": summary.unknown_faces,
         "rule": {"min_confidence": predictor.rule.min_confidence, "max_distance": predictor.rule.max_distance},
     }
-    lines = [f"{len(photos)} photos, {result['faces']} faces, {result['unknown_faces']} unknown"]
+    lines = [f"{summary.photos} photos, {summary.faces} faces, {summary.unknown_faces} unknown"]
     for photo in photos:
         mark = {True: "ok ", False: "BAD", None: "   "}[photo.correct]
         faces = ", ".join(f"{f.label} {f.confidence:.0%}" for f in photo.faces) or (photo.error or "no face")

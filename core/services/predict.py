@@ -1,15 +1,19 @@
 """The predict service: name every face in new photos with a saved run, and reject strangers.
 
 The Predict page and ``python -m core predict`` both go through :func:`predictor_for_run`
-and :class:`Predictor`; the rule for unknown faces is :mod:`core.compare.unknown`.
+and :class:`Predictor`; the rule for unknown faces is :mod:`core.compare.unknown`. The
+page's engine lives here too (which photos, the per-session store of predictions, the
+gallery's filters, the summary figures), so the page only arranges widgets and the CLI can
+reuse any of it.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ import numpy as np
 
 from core.compare.distances import pairwise_distances
 from core.compare.unknown import UNKNOWN_LABEL, UnknownRule, min_confidence_for, nearest_by_person
-from core.data.layout import scan
+from core.data.layout import fingerprint, scan
 from core.drawing import KNOWN, UNKNOWN, Label, draw_labels
 from core.images import downscale, encode_jpeg, is_image_name, load_image
 from core.pipeline.backbones import BACKBONES
@@ -76,6 +80,16 @@ class PhotoPrediction:
         if self.truth is None or self.error is not None:
             return None
         return self.predicted == self.truth
+
+    @property
+    def confidence(self) -> float | None:
+        """How sure the answer (the largest face) is; None without a face."""
+        return self.faces[0].confidence if self.faces else None
+
+    @property
+    def no_face(self) -> bool:
+        """A usable photo in which the detector found nobody (it counts as wrong when labelled)."""
+        return self.error is None and not self.faces
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "truth": self.truth, "predicted": self.predicted, "correct": self.correct,
@@ -276,3 +290,193 @@ def confusion_table(photos: Sequence[PhotoPrediction], labels: Sequence[str]) ->
         if predicted in columns:
             table[rows.index(photo.truth)][columns.index(predicted)] += 1
     return rows, table
+
+
+# --- the Predict page's engine: photo sets, the session store, filters and figures ---------------------
+
+
+@dataclass(frozen=True)
+class PhotoSet:
+    """Photos to predict. ``key`` names them (folder and fingerprint, or content hashes): equal photos, equal key."""
+
+    key: str
+    label: str
+    sources: list[Source]  # paths, or (name, bytes) for uploads and webcam shots
+    truths: list[str | None]
+
+    @property
+    def short_id(self) -> str:
+        """Twelve hex digits of the key: short and safe inside a widget key."""
+        return hashlib.sha256(self.key.encode()).hexdigest()[:12]
+
+
+def dataset_photos(path: Path) -> PhotoSet:
+    """A dataset's labelled test split (see :func:`photo_sources`); the key changes when its files change."""
+    paths, truths = photo_sources(path)
+    return PhotoSet(f"dataset:{path}:{fingerprint(scan(path))}", f"the test split of {path.name}", list(paths), truths)
+
+
+def uploaded_photos(files: Sequence[tuple[str, bytes]], label: str) -> PhotoSet:
+    """Uploaded ``(name, bytes)`` photos, unlabelled, keyed by their names and contents (a re-upload is not re-predicted)."""
+    digest = hashlib.sha256()
+    for name, data in files:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return PhotoSet(f"upload:{digest.hexdigest()}", label, list(files), [None] * len(files))
+
+
+class DatasetGone(ValueError):
+    """The run's dataset folder is not on this server any more (moved, deleted, or the run was trained elsewhere)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(f"the run's dataset folder ({root}) is not on this server any more")
+        self.root = root
+
+
+def run_dataset(predictor: Predictor) -> Path:
+    """The folder the run was trained on; :class:`DatasetGone` when it is not here any more."""
+    root = Path(predictor.run.config.dataset)
+    if not predictor.run.config.dataset or not root.is_dir():
+        raise DatasetGone(root)
+    return root
+
+
+def run_test_split(predictor: Predictor) -> PhotoSet:
+    """The test split of the dataset the run was trained on: the default photos to judge a run by."""
+    return dataset_photos(run_dataset(predictor))
+
+
+def nearest_training_photos(predictor: Predictor, face: FacePrediction, k: int = 4) -> list[tuple[Path, float]]:
+    """The ``k`` training photos of the face's best guess nearest to it: (file, cosine distance), nearest first.
+
+    Empty when the run stores no training face of that person; :class:`DatasetGone` when it
+    does but the photos themselves cannot be reached on this server.
+    """
+    nearest = predictor.nearest_training(face, face.best_guess, k)
+    if not nearest:
+        return []
+    root = run_dataset(predictor)
+    if not predictor.gallery_paths:  # an older run that stored no training paths
+        raise DatasetGone(root)
+    return [(root / predictor.gallery_paths[index], distance) for index, distance in nearest]
+
+
+def face_crop(image: np.ndarray, face: FacePrediction) -> np.ndarray:
+    """The face with a margin of a fifth of its size around it: a close-up that still shows hair and chin."""
+    x, y, w, h = face.box
+    mx, my = w // 5, h // 5
+    return image[max(0, y - my):y + h + my, max(0, x - mx):x + w + mx]
+
+
+KEEP = 4  # photo sets whose predictions a session keeps, oldest dropped first; a dropped one is predicted again
+
+
+@dataclass
+class Batch:
+    """One predicted photo set: its sources and raw predictions (judged by the run's own rule, see :func:`relabel`)."""
+
+    label: str
+    sources: list[Source]
+    photos: list[PhotoPrediction]
+    thumbs: dict[tuple, bytes] = field(default_factory=dict)  # (index, size, face labels) → annotated JPEG
+
+    def annotated_jpeg(self, predictor: Predictor, index: int, photo: PhotoPrediction, size: int) -> bytes:
+        """Photo ``index`` boxed with ``photo``'s current labels, shrunk to ``size``; kept so paging stays instant."""
+        key = (index, size, tuple(face.label for face in photo.faces))
+        if key not in self.thumbs:
+            self.thumbs[key] = encode_jpeg(predictor.annotate(load_source(self.sources[index]), photo, max_side=size))
+        return self.thumbs[key]
+
+
+def stored_batch(store: MutableMapping[str, Batch], run_id: str, photos: PhotoSet,
+                 predict: Callable[[PhotoSet], list[PhotoPrediction]], keep: int = KEEP) -> Batch:
+    """The predictions of ``photos`` by run ``run_id``, made by ``predict`` only when ``store`` lacks them.
+
+    Filters, thresholds and paging then never re-embed anything; only the ``keep`` newest
+    sets stay, so a session that tries many uploads does not hold them all in memory.
+    """
+    key = f"{run_id}|{photos.key}"
+    if key not in store:
+        store[key] = Batch(photos.label, photos.sources, predict(photos))
+        for old in list(store)[:-keep]:
+            del store[old]
+    return store[key]
+
+
+EVERYONE = "Everyone"
+SHOWS: dict[str, Callable[[PhotoPrediction, float], bool]] = {  # name → test of a photo, given "low confidence"
+    "All photos": lambda photo, low: True,
+    "Correct": lambda photo, low: photo.correct is True,
+    "Incorrect": lambda photo, low: photo.correct is False,
+    "With unknown faces": lambda photo, low: any(face.unknown for face in photo.faces),
+    "Low confidence": lambda photo, low: any(face.confidence < low for face in photo.faces),
+    "No face found": lambda photo, low: photo.no_face,
+    "Unusable": lambda photo, low: photo.error is not None,
+}
+JUDGED_SHOWS = ("Correct", "Incorrect")  # meaningless without labels
+SORTS = ("File order", "Confidence: lowest first", "Confidence: highest first")
+
+
+@dataclass(frozen=True)
+class PhotoFilter:
+    """Which predicted photos to show, and in which order."""
+
+    person: str = EVERYONE  # a true person or best guess, or everyone
+    show: str = "All photos"  # a key of SHOWS
+    low: float = 0.8  # "Low confidence" means a face below this
+    order: str = SORTS[0]
+
+
+def people_in(photos: Sequence[PhotoPrediction]) -> list[str]:
+    """Everyone a filter can pick: the true persons and every face's best guess, sorted."""
+    return sorted({p.truth for p in photos if p.truth} | {f.best_guess for p in photos for f in p.faces})
+
+
+def show_options(photos: Sequence[PhotoPrediction]) -> list[str]:
+    """The SHOWS that make sense for these photos: right and wrong only when some photo is labelled."""
+    labelled = any(p.truth is not None for p in photos)
+    return [show for show in SHOWS if labelled or show not in JUDGED_SHOWS]
+
+
+def filter_photos(photos: Sequence[PhotoPrediction], chosen: PhotoFilter) -> list[int]:
+    """Indices of the photos ``chosen`` lets through, in its order (by the answer's confidence, faceless photos last)."""
+    test = SHOWS[chosen.show]
+    kept = [i for i, photo in enumerate(photos)
+            if (chosen.person == EVERYONE or photo.truth == chosen.person
+                or any(f.best_guess == chosen.person for f in photo.faces))
+            and test(photo, chosen.low)]
+    if chosen.order == SORTS[0]:
+        return kept
+    sign = -1.0 if chosen.order == SORTS[2] else 1.0
+
+    def rank(index: int) -> tuple[bool, float]:
+        confidence = photos[index].confidence
+        return (True, 0.0) if confidence is None else (False, sign * confidence)
+
+    return sorted(kept, key=rank)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The headline figures of a prediction set: what the page shows above the gallery and the CLI prints."""
+
+    photos: int
+    faces: int
+    unknown_faces: int
+    no_face: int
+    judged: int  # labelled, usable photos: those accuracy counts
+    correct: int
+    accuracy: float | None
+    errors: list[tuple[str, str]]  # (photo, why it could not be used)
+    strangers: list[str]  # labelled persons the run does not know: 'unknown' is their best answer, counted wrong
+
+
+def summarize(photos: Sequence[PhotoPrediction], known: Sequence[str]) -> Summary:
+    """The figures of ``photos`` as judged now (after :func:`relabel`); ``known`` are the run's people."""
+    faces = [face for photo in photos for face in photo.faces]
+    judged = [p for p in photos if p.correct is not None]
+    knows = set(known)
+    return Summary(
+        photos=len(photos), faces=len(faces), unknown_faces=sum(face.unknown for face in faces),
+        no_face=sum(p.no_face for p in photos), judged=len(judged), correct=sum(bool(p.correct) for p in judged),
+        accuracy=accuracy(photos), errors=[(p.name, p.error) for p in photos if p.error is not None],
+        strangers=sorted({p.truth for p in judged if p.truth is not None and p.truth not in knows}))
