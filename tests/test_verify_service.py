@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,15 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.compare.calibration import list_calibrations
+from core.compare.calibration import calibrate, list_calibrations
+from core.compare.distances import METRICS
+from core.compare.verification import verify
 from core.images import ImageError
+from core.pipeline.alignment import AlignedFace
 from core.pipeline.backbones import BACKBONES
 from core.pipeline.detection import DETECTORS
+from core.pipeline.detection.base import Face
 from core.pipeline.embeddings import Pipeline
 from core.services import calibrate as calibrate_service
 from core.services import gallery as gallery_service
 from core.services import verify as service
-from tests.conftest import ROOT, image_bytes
+from tests.conftest import ROOT, identity_clusters, image_bytes
 
 PEOPLE = ("madonna", "elton_john", "jerry_seinfeld")
 
@@ -121,7 +126,7 @@ def test_calibration_round_trip(pipeline: Pipeline, tiny_dataset: Path, five_cel
     verdict = service.compare(pipeline, first, second, made)
     assert verdict.threshold_source == "calibrated" and verdict.thresholds == made.thresholds
 
-    matches = gallery_service.identify(gallery, first.embedding, "euclidean", k=2)
+    matches = gallery_service.search(gallery, first.embedding, "euclidean", k=2)
     assert matches[0].person == "madonna" and matches[0].distance < 1e-3  # the photo itself is in the dataset
     assert len(matches) == 2 and matches[0].path.is_file()
     points, marked = gallery_service.embedding_map(gallery, [first.embedding, second.embedding])
@@ -134,6 +139,125 @@ def test_calibration_needs_two_people(pipeline: Pipeline, tiny_dataset: Path) ->
             path.unlink()
     with pytest.raises(ValueError, match="two people"):
         calibrate_service.calibrate_gallery(pipeline, gallery_service.build_gallery(pipeline, tiny_dataset))
+
+
+# ---------------------------------------------------------------- what the Verify page draws and keeps
+
+
+def test_the_metric_that_decides_is_the_calibrations_else_the_backbones(pipeline: Pipeline) -> None:
+    embeddings, labels = identity_clusters(3, 3, 8, 0.1)
+    calibrated = calibrate(embeddings, labels, metric="cosine")
+    assert service.decision_metric(pipeline) == pipeline.backbone.decision_metric == "euclidean"
+    assert service.decision_metric(pipeline, calibrated) == "cosine"
+
+
+def test_metric_checks_list_every_metric_and_accept_at_the_threshold() -> None:
+    verdict = verify([1.0, 0.0], [0.0, 1.0], defaults={"cosine": 1.0, "euclidean": 1.0, "euclidean_l2": 1.0})
+    checks = service.metric_checks(verdict)
+    assert [c.metric for c in checks] == list(METRICS)
+    same = {c.metric: c.same for c in checks}
+    assert same == {"cosine": True, "euclidean": False, "euclidean_l2": False}  # cosine distance is exactly 1.0
+    assert checks[1].distance == pytest.approx(math.sqrt(2)) and checks[1].threshold == 1.0
+
+
+def fake_view(box: tuple[int, int, int, int]) -> service.FaceView:
+    face = Face(box=box, score=1.0)
+    return service.FaceView(face, AlignedFace(np.zeros((4, 4, 3), np.uint8), False, 0.0, None), np.zeros(4, np.float32))
+
+
+def test_alignment_change_is_reported_once_both_settings_were_seen(pipeline: Pipeline) -> None:
+    unaligned = Pipeline(pipeline.detector, pipeline.backbone, align=False)
+    faces = [("photo-a", fake_view((0, 0, 10, 10))), ("photo-b", fake_view((5, 5, 10, 10)))]
+    memory: service.AlignmentMemory = {}
+    assert service.alignment_change(memory, pipeline, faces, 0.40) is None  # first sight
+    assert service.alignment_change(memory, pipeline, faces, 0.40) is None  # a rerun, same setting
+    assert service.alignment_change(memory, unaligned, faces, 0.55) == pytest.approx(0.15)
+    assert service.alignment_change(memory, pipeline, faces, 0.40) == pytest.approx(-0.15)
+    other_face = [faces[0], ("photo-b", fake_view((6, 5, 10, 10)))]
+    assert service.alignment_change(memory, unaligned, other_face, 0.5) is None  # another pair is remembered apart
+
+
+def test_barcodes_share_one_colour_range_and_the_difference_is_never_flat() -> None:
+    first, second = np.array([-1.0, 0.5, 2.0]), np.array([0.0, 0.5, 1.0])
+    drawn = service.barcodes(first, second)
+    assert drawn.first.shape == drawn.second.shape == drawn.difference.shape == (24, 3)
+    np.testing.assert_allclose(drawn.first[5], first)
+    assert drawn.scale == (-2.0, 2.0)  # both signs: centred on zero, covering both embeddings
+    np.testing.assert_allclose(drawn.difference[0], [1.0, 0.0, 1.0])
+    assert drawn.difference_scale == (0.0, 1.0)
+    assert service.barcodes(first, first).difference_scale == (0.0, 1e-9)  # same embedding: still a colour range
+
+
+def test_labelled_photos_are_grouped_per_person_and_read_with_their_name(tiny_dataset: Path) -> None:
+    (tiny_dataset / "test").mkdir()
+    (tiny_dataset / "test" / "stranger.jpg").write_bytes(b"unlabelled")
+    photos = service.labelled_photos(tiny_dataset)
+    assert list(photos) == sorted(PEOPLE) and all(len(records) == 3 for records in photos.values())
+    record = photos["madonna"][0]
+    name, data = service.read_photo(record)
+    assert name == f"madonna/{record.path.name}" and data == record.path.read_bytes()
+
+
+def test_calibration_curves_are_shares_of_pairs_and_the_roc_points() -> None:
+    embeddings, labels = identity_clusters(4, 5, 16, 0.5)
+    calibrated = calibrate(embeddings, labels, metric="euclidean", target_far=0.05)
+    curves = calibrate_service.calibration_curves(calibrated, "euclidean")
+    chosen = calibrated.metrics["euclidean"]
+    edges = np.asarray(chosen.histogram_edges)
+    assert len(curves.centres) == len(curves.widths) == len(edges) - 1
+    np.testing.assert_allclose(curves.centres - curves.widths / 2, edges[:-1])
+    assert curves.genuine_share.sum() == pytest.approx(1.0) and curves.impostor_share.sum() == pytest.approx(1.0)
+    assert curves.threshold == chosen.threshold and curves.auc == chosen.auc
+    assert curves.eer_point == (chosen.eer, 1.0 - chosen.eer) and curves.chosen_point == (chosen.far, chosen.tar)
+    assert curves.chosen_point[0] <= 0.05
+
+
+def toy_gallery(tmp_path: Path) -> gallery_service.Gallery:
+    paths = [tmp_path / f"{name}.jpg" for name in ("b1", "a1", "b2", "a2")]
+    embeddings = np.array([[0, 0], [5, 5], [0, 1], [5, 6]], np.float32)
+    return gallery_service.Gallery(tmp_path, "fp", embeddings, ["bob", "ann", "bob", "ann"], paths, [], {}, "pipe")
+
+
+def test_map_helpers_group_people_refuse_tiny_tsne_and_key_by_content(tmp_path: Path) -> None:
+    gallery = toy_gallery(tmp_path)
+    points = gallery.embeddings * 10
+    groups = gallery_service.points_by_person(gallery, points)
+    assert [g.person for g in groups] == ["ann", "bob"]
+    assert groups[0].names == ["a1.jpg", "a2.jpg"] and groups[0].points.tolist() == [[50, 50], [50, 60]]
+    assert gallery_service.projection_problem(gallery, 0, "tsne") == "t-SNE needs at least 5 faces."
+    assert gallery_service.projection_problem(gallery, 1, "tsne") is None
+    assert gallery_service.projection_problem(gallery, 0, "pca") is None
+    one, other = np.ones(2, np.float32), np.zeros(2, np.float32)
+    assert gallery_service.projection_key(gallery, [one]) == gallery_service.projection_key(gallery, [one.copy()])
+    assert gallery_service.projection_key(gallery, [one]) != gallery_service.projection_key(gallery, [other])
+    assert gallery_service.search(gallery, np.array([5.0, 5.2]), "euclidean", k=1)[0].person == "ann"
+
+
+def test_gallery_store_builds_once_rebuilds_on_change_and_drops_the_oldest(
+        pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[Path] = []
+
+    def fake_build(pipeline: Pipeline, root: Path, progress: object = None) -> gallery_service.Gallery:
+        built.append(Path(root))
+        return toy_gallery(Path(root))
+
+    monkeypatch.setattr(gallery_service, "build_gallery", fake_build)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root in (first, second):
+        (root / "train" / "ann").mkdir(parents=True)
+        (root / "train" / "ann" / "a.jpg").write_bytes(b"a")
+    store = gallery_service.GalleryStore(kept=1)
+    assert store.get(pipeline, first) is None
+    gallery = store.load(pipeline, first)
+    assert store.get(pipeline, first) is gallery and store.load(pipeline, first) is gallery and built == [first]
+    (first / "train" / "ann" / "b.jpg").write_bytes(b"bb")  # the dataset changed: its old gallery no longer holds
+    assert store.get(pipeline, first) is None
+    store.load(pipeline, first)
+    store.load(pipeline, second)
+    assert store.get(pipeline, first) is None and store.get(pipeline, second) is not None  # only one kept
+    assert built == [first, first, second]
+    with pytest.raises(ValueError, match="at least one"):
+        gallery_service.GalleryStore(kept=0)
 
 
 # ---------------------------------------------------------------- command line

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     source = "calibrated" if calibration is not None else "default (not calibrated)"
     lines = [f"{answer}: P(same person) = {verdict.confidence:.0%}",
              f"  {verdict.metric} distance {verdict.distance:.4f}, {source} threshold {verdict.threshold:.4f}"]
-    lines += [f"  {metric:<13} {value:.4f}  (threshold {verdict.thresholds[metric]:.4f})"
-              for metric, value in verdict.distances.items()]
+    lines += [f"  {check.metric:<13} {check.distance:.4f}  (threshold {check.threshold:.4f})"
+              for check in service.metric_checks(verdict)]
     result["text"] = "\n".join(lines)
     return result

@@ -3,19 +3,24 @@
 The Verify page and ``python -m core verify`` both go through here, so a photo gives the
 same numbers in the browser and on the command line. The numeric work lives in
 :mod:`core.compare`; this module chooses what to feed it: which face, and which thresholds
-(a stored calibration, else the backbone's declared defaults).
+(a stored calibration, else the backbone's declared defaults), and prepares what the page
+draws (steps, per-metric checks, barcodes, the effect of alignment).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.compare.barcode import barcode_matrix, difference_barcode, shared_scale
 from core.compare.calibration import Calibration
+from core.compare.distances import METRICS
 from core.compare.verification import Verdict, verify
+from core.data.layout import FileRecord, scan
 from core.drawing import EYE, Label, draw_labels, draw_points
 from core.images import ImageError, downscale, load_image
 from core.pipeline.alignment import AlignedFace
@@ -149,8 +154,81 @@ def analyse_photos(pipeline: Pipeline, photos: Sequence[tuple[bytes, str]], with
     return analyses
 
 
+def decision_metric(pipeline: Pipeline, calibration: Calibration | None = None) -> str:
+    """The metric that decides (and ranks a 1:N search): the calibration's, else the backbone's declared one."""
+    return calibration.metric if calibration is not None else pipeline.backbone.decision_metric
+
+
 def compare(pipeline: Pipeline, first: FaceView, second: FaceView, calibration: Calibration | None = None) -> Verdict:
     """The verdict on two faces, with a calibration's thresholds or else the backbone's defaults."""
-    metric = calibration.metric if calibration is not None else pipeline.backbone.decision_metric
     return verify(first.embedding, second.embedding, calibration=calibration,
-                  defaults=pipeline.backbone.default_thresholds, metric=metric)
+                  defaults=pipeline.backbone.default_thresholds, metric=decision_metric(pipeline, calibration))
+
+
+@dataclass(frozen=True)
+class MetricCheck:
+    """One metric of a verdict: its distance, its threshold and whether that metric alone says "same person"."""
+
+    metric: str
+    distance: float
+    threshold: float
+
+    @property
+    def same(self) -> bool:
+        return self.distance <= self.threshold  # a distance at the threshold is accepted, as in the verdict
+
+
+def metric_checks(verdict: Verdict) -> list[MetricCheck]:
+    """Every metric of a verdict in METRICS order, so one can see whether the metrics agree."""
+    return [MetricCheck(metric, verdict.distances[metric], verdict.thresholds[metric]) for metric in METRICS]
+
+
+def labelled_photos(root: Path | str) -> dict[str, list[FileRecord]]:
+    """A dataset's labelled photos per person, people sorted by name: the photos one may pick to compare."""
+    photos: dict[str, list[FileRecord]] = {}
+    for record in scan(root).images:
+        if record.person is not None:
+            photos.setdefault(record.person, []).append(record)
+    return dict(sorted(photos.items()))
+
+
+def read_photo(record: FileRecord) -> tuple[str, bytes]:
+    """A dataset photo as (name, bytes) for :func:`analyse_photo`; the name says whose photo it is."""
+    return f"{record.person}/{record.path.name}", record.path.read_bytes()
+
+
+AlignmentMemory = MutableMapping[tuple[Any, ...], dict[bool, float]]
+
+
+def alignment_change(memory: AlignmentMemory, pipeline: Pipeline, faces: Sequence[tuple[str, FaceView]],
+                     distance: float) -> float | None:
+    """How much the deciding distance of these faces moved since alignment was last switched the other way.
+
+    ``faces`` are (photo content hash, face) pairs. ``memory`` (one per user) remembers each pair's distance
+    under both settings as the user switches, so the comparison costs no second embedding. None until
+    the pair has been seen both ways.
+    """
+    key = (pipeline.detector.cache_key(), pipeline.backbone.cache_key(),
+           *((digest, view.face.box) for digest, view in faces))
+    seen = memory.setdefault(key, {})
+    seen[pipeline.align] = distance
+    other = not pipeline.align
+    return None if other not in seen else distance - seen[other]
+
+
+@dataclass(frozen=True)
+class Barcodes:
+    """Two embeddings drawn as barcodes on one colour range, and the barcode of their difference."""
+
+    first: np.ndarray  # (rows, dim)
+    second: np.ndarray
+    scale: tuple[float, float]  # shared by both, so equal values get equal colours
+    difference: np.ndarray  # |first − second|
+    difference_scale: tuple[float, float]  # from 0 to the largest difference (never an empty range)
+
+
+def barcodes(first: np.ndarray, second: np.ndarray) -> Barcodes:
+    """The barcodes of two embeddings and of their difference, ready to draw as heatmaps."""
+    difference = difference_barcode(first, second)
+    return Barcodes(barcode_matrix(first), barcode_matrix(second), shared_scale(first, second),
+                    difference, (0.0, max(float(difference.max()), 1e-9)))

@@ -1,0 +1,177 @@
+"""The Verify page's larger views: pipeline steps, verdict, barcodes, calibration charts, 1:N search and the map.
+
+Only widgets and plotly styling live here; the numbers come from ``core.services``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.compare.calibration import Calibration
+from core.compare.distances import METRICS
+from core.compare.verification import Verdict
+from core.data.layout import thumbnail
+from core.services import calibrate as calibrate_service
+from core.services import gallery as gallery_service
+from core.services import verify as service
+from pages.common import user_errors
+
+THUMB = 96
+METRIC_NAMES = {"cosine": "cosine", "euclidean": "euclidean", "euclidean_l2": "euclidean (L2-normalised)"}
+
+Faces = list[tuple[str, service.FaceView]]  # (label shown, face)
+
+
+def show_steps(n: int, view: service.FaceView) -> None:
+    """Four pictures of one face: detected, rotated, cropped, as the network sees it."""
+    aligned = view.aligned
+    rotation = (f"rotated {aligned.angle:+.1f}° so the eyes are level" if aligned.aligned
+                else f"not rotated: {aligned.reason or 'alignment is off'}")
+    columns = st.columns(4)
+    captions = [f"1 · detected (score {view.face.score:.2f}), eyes marked", f"2 · {rotation}",
+                f"3 · aligned crop {aligned.crop.shape[1]}×{aligned.crop.shape[0]}",
+                "4 · network input (preprocessed, rescaled for display)"]
+    for column, image, caption in zip(columns, (view.detected, view.eye_line, aligned.crop, view.network_input), captions):
+        column.image(image, caption=f"Photo {n}: {caption}", width="stretch")
+
+
+def show_verdict(verdict: Verdict, calibration: Calibration | None, root: Path | None, change: float | None) -> None:
+    """The answer, its distance against the threshold, where the threshold came from, and every metric."""
+    chance = f"{verdict.confidence:.0%} probability of the same person"
+    if verdict.verified:
+        st.success(f"**Same person** — {chance}.")
+    else:
+        st.warning(f"**Different people** — {chance}.")
+    metric = METRIC_NAMES[verdict.metric]
+    columns = st.columns(3)
+    columns[0].metric(f"{metric} distance", f"{verdict.distance:.4f}",
+                      delta=None if change is None else f"{change:+.4f} vs alignment switched the other way",
+                      delta_color="inverse")
+    columns[1].metric("Threshold", f"{verdict.threshold:.4f}", help="Distances at or below it are the same person.")
+    columns[2].metric("P(same person)", f"{verdict.confidence:.0%}")
+    if calibration is None:
+        where = f"on {root.name}" if root is not None else "on a labelled dataset"
+        st.info(f"These thresholds are **defaults** for this backbone, not calibrated on your photos. "
+                f"Calibrate them {where} in the *Calibration* section below.")
+    else:
+        st.caption(f"Thresholds calibrated on {root.name if root else 'the reference dataset'} "
+                   f"({calibration.n_people} people, {calibration.n_genuine} genuine and {calibration.n_impostor} "
+                   f"impostor pairs, {calibration.created}).")
+    rows = [{"metric": METRIC_NAMES[check.metric], "distance": round(check.distance, 4),
+             "threshold": round(check.threshold, 4), "same person?": "yes" if check.same else "no"}
+            for check in service.metric_checks(verdict)]
+    st.dataframe(rows, hide_index=True)
+
+
+def barcode_figure(matrix: np.ndarray, title: str, scale: tuple[float, float], colorscale: str) -> go.Figure:
+    """One barcode as a heatmap; hovering a stripe gives its slot and value."""
+    low, high = scale
+    figure = go.Figure(go.Heatmap(
+        z=matrix, zmin=low, zmax=high, colorscale=colorscale,
+        hovertemplate="slot %{x}<br>value %{z:.4f}<extra></extra>"))
+    figure.update_layout(title=title, height=170, margin={"l": 10, "r": 10, "t": 40, "b": 30})
+    figure.update_yaxes(showticklabels=False)
+    figure.update_xaxes(title_text="embedding slot")
+    return figure
+
+
+def show_barcodes(e1: np.ndarray, e2: np.ndarray) -> None:
+    """Both embeddings as barcodes on one colour range, then their difference."""
+    st.subheader("Embeddings as barcodes")
+    st.caption(f"Each {e1.size}-number embedding is drawn as one stripe per number and repeated as rows, like a "
+               "barcode: every row carries the same information, the height only makes it visible. Two photos of "
+               "one person should give similar stripes; the third barcode is bright where they differ.")
+    drawn = service.barcodes(e1, e2)
+    for i, matrix in enumerate((drawn.first, drawn.second), 1):
+        st.plotly_chart(barcode_figure(matrix, f"Photo {i}", drawn.scale, "RdBu"), key=f"vf_barcode{i}")
+    st.plotly_chart(barcode_figure(drawn.difference, "|photo 1 − photo 2|", drawn.difference_scale, "Viridis"),
+                    key="vf_barcode_diff")
+
+
+def calibration_figures(calibration: Calibration, metric: str) -> tuple[go.Figure, go.Figure]:
+    """The genuine and impostor distance histograms, and the ROC curve with its EER and chosen threshold."""
+    curves = calibrate_service.calibration_curves(calibration, metric)
+    histogram = go.Figure([
+        go.Bar(x=curves.centres, y=curves.genuine_share, width=curves.widths,
+               name=f"same person ({calibration.n_genuine} pairs)", opacity=0.6),
+        go.Bar(x=curves.centres, y=curves.impostor_share, width=curves.widths,
+               name=f"different people ({calibration.n_impostor} pairs)", opacity=0.6),
+    ])
+    histogram.add_vline(x=curves.threshold, line_dash="dash", annotation_text=f"threshold {curves.threshold:.3f}")
+    histogram.update_layout(barmode="overlay", title=f"{METRIC_NAMES[metric]} distances",
+                            xaxis_title="distance", yaxis_title="share of pairs")
+    roc = go.Figure(go.Scatter(x=curves.roc_far, y=curves.roc_tar, mode="lines", name=f"ROC (AUC {curves.auc:.4f})"))
+    (eer_far, eer_tar), (far, tar) = curves.eer_point, curves.chosen_point
+    roc.add_trace(go.Scatter(x=[eer_far], y=[eer_tar], mode="markers", name=f"EER {eer_far:.2%}",
+                             marker={"size": 10}))
+    roc.add_trace(go.Scatter(x=[far], y=[tar], mode="markers", name="chosen threshold",
+                             marker={"size": 10, "symbol": "x"}))
+    roc.update_layout(title=f"ROC curve — AUC {curves.auc:.4f}", xaxis_title="false-accept rate",
+                      yaxis_title="true-accept rate", xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+    return histogram, roc
+
+
+def show_calibration_charts(calibration: Calibration) -> None:
+    """One metric of a calibration (the deciding one first): its key numbers, histograms and ROC curve."""
+    metric = st.selectbox("Metric", METRICS, index=METRICS.index(calibration.metric), key="vf_cal_metric",
+                          format_func=METRIC_NAMES.get)
+    chosen = calibration.metrics[metric]
+    columns = st.columns(4)
+    columns[0].metric("AUC", f"{chosen.auc:.4f}")
+    columns[1].metric("EER", f"{chosen.eer:.2%}")
+    columns[2].metric("Threshold", f"{chosen.threshold:.4f}")
+    columns[3].metric("Pairs", f"{calibration.n_genuine} + {calibration.n_impostor}",
+                      help="genuine + impostor pairs")
+    histogram, roc = calibration_figures(calibration, metric)
+    left, right = st.columns(2)
+    left.plotly_chart(histogram, key="vf_histogram")
+    right.plotly_chart(roc, key="vf_roc")
+
+
+def show_search(faces: Faces, found: gallery_service.Gallery, metric: str) -> None:
+    """The five nearest people to each compared face, with their closest photo."""
+    st.subheader("Who is this?")
+    st.caption(f"The nearest people in {found.root.name} ({METRIC_NAMES[metric]} distance, each person at their "
+               "closest photo).")
+    for label, view in faces:
+        st.markdown(f"**{label}**")
+        columns = st.columns(5)
+        for column, match in zip(columns, gallery_service.search(found, view.embedding, metric)):
+            with user_errors(match.path.name):
+                column.image(thumbnail(match.path, THUMB), width=THUMB)
+            column.caption(f"{match.person}\n\n{match.distance:.4f}")
+
+
+@st.cache_data(max_entries=8, show_spinner="Projecting the embeddings…")
+def projection(key: str, method: str, _found: gallery_service.Gallery,
+               _extra: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Cached by ``key`` (see ``projection_key``): t-SNE takes seconds and the page reruns on every click."""
+    return gallery_service.embedding_map(_found, _extra, method)
+
+
+def show_map(faces: Faces, found: gallery_service.Gallery) -> None:
+    """The dataset's embeddings in 2-D, one colour per person, the compared faces as stars."""
+    st.subheader("Embedding map")
+    method = st.radio("Projection", ["pca", "tsne"], horizontal=True, key="vf_projection",
+                      format_func={"pca": "PCA (instant)", "tsne": "t-SNE (slower, keeps neighbours)"}.get)
+    problem = gallery_service.projection_problem(found, len(faces), method)
+    if problem is not None:
+        st.warning(problem)
+        return
+    extra = [view.embedding for _, view in faces]
+    points, marked = projection(gallery_service.projection_key(found, extra), method, found, extra)
+    figure = go.Figure()
+    for group in gallery_service.points_by_person(found, points):
+        figure.add_trace(go.Scatter(x=group.points[:, 0], y=group.points[:, 1], mode="markers", name=group.person,
+                                    text=group.names, hovertemplate="%{text}<extra>" + group.person + "</extra>"))
+    for (label, _), point in zip(faces, marked):
+        figure.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers+text", name=label, text=[label],
+                                    textposition="top center", marker={"size": 18, "symbol": "star",
+                                                                       "line": {"width": 1, "color": "black"}}))
+    figure.update_layout(title=f"{found.root.name}: one point per photo, coloured by person ({method.upper()})",
+                         height=520)
+    st.plotly_chart(figure, key="vf_map")
