@@ -40,6 +40,13 @@ def dlib_unavailable_reason(*extra_models: str) -> str | None:
     return None
 
 
+def checked_upsample(detector: str, upsample: int, most: int) -> int:
+    """dlib's upsample setting as an int in 0…most (each step doubles the image: time and memory ×4)."""
+    if not 0 <= int(upsample) <= most:
+        raise ValueError(f"{detector} upsample must be 0 to {most} (each step doubles the image), got {upsample}.")
+    return int(upsample)
+
+
 def _load_predictor() -> Any:
     global _predictor
     if _predictor is None:

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from core.pipeline.detection import DETECTORS
-from core.pipeline.detection._dlib_landmarks import dlib_unavailable_reason, face_from_rect
+from core.pipeline.detection._dlib_landmarks import checked_upsample, dlib_unavailable_reason, face_from_rect
 from core.pipeline.detection.base import Detector, Face
 from core.registry import Entry
 
@@ -23,13 +23,12 @@ class DlibCnnDetector(Detector):
     max_side = 800
 
     def __init__(self, upsample: int = 0) -> None:
-        if not 0 <= int(upsample) <= 2:
-            raise ValueError(f"dlib-cnn upsample must be 0 to 2 (each step doubles the image), got {upsample}.")
-        super().__init__(upsample=int(upsample))
+        upsample = checked_upsample(self.name, upsample, 2)
+        super().__init__(upsample=upsample)
         import dlib
         import face_recognition_models
 
-        self.upsample = int(upsample)
+        self.upsample = upsample
         self._model = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
         self._lock = threading.Lock()
 

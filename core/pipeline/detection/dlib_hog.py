@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from core.pipeline.detection import DETECTORS
-from core.pipeline.detection._dlib_landmarks import dlib_unavailable_reason, face_from_rect
+from core.pipeline.detection._dlib_landmarks import checked_upsample, dlib_unavailable_reason, face_from_rect
 from core.pipeline.detection.base import Detector, Face
 from core.registry import Entry
 
@@ -19,12 +19,11 @@ class DlibHogDetector(Detector):
     seconds_per_photo = 0.2
 
     def __init__(self, upsample: int = 1) -> None:
-        if not 0 <= int(upsample) <= 3:
-            raise ValueError(f"dlib-hog upsample must be 0 to 3 (each step doubles the image), got {upsample}.")
-        super().__init__(upsample=int(upsample))
+        upsample = checked_upsample(self.name, upsample, 3)
+        super().__init__(upsample=upsample)
         import dlib
 
-        self.upsample = int(upsample)
+        self.upsample = upsample
         self._detector = dlib.get_frontal_face_detector()
         self._lock = threading.Lock()
 
