@@ -38,7 +38,7 @@ def measure(dataset: Path, detector: str, settings: dict, head: str) -> dict:
     with tempfile.TemporaryDirectory() as train_home, tempfile.TemporaryDirectory() as predict_home:
         os.environ["FACELAB_HOME"] = train_home
         start = time.perf_counter()
-        info, _, _ = train_on_dataset(dataset, pipeline, TrainConfig(head=head))
+        info = train_on_dataset(dataset, pipeline, TrainConfig(head=head)).info
         train_seconds = time.perf_counter() - start
         predictor = Predictor(load_run(info.id), pipeline)  # this pipeline, settings included
         os.environ["FACELAB_HOME"] = predict_home  # an empty embedding cache for the cold pass

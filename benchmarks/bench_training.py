@@ -41,7 +41,8 @@ def accuracy_table(datasets: list[str]) -> None:
     print("|---|---|---:|---:|---:|---:|")
     for name in datasets:
         for head in ("softmax", "notebook", "centroid"):
-            info, result, report = train_on_dataset(SHARED / name, pipeline, TrainConfig(head=head))
+            outcome = train_on_dataset(SHARED / name, pipeline, TrainConfig(head=head))
+            info, result, report = outcome.info, outcome.result, outcome.report
             print(f"| {name} | {head} | {info.val_accuracy:.1%} | {info.test_accuracy:.1%} "
                   f"| {len(report['test']['no_face'])} | {result.seconds:.1f} |", flush=True)
 

@@ -11,7 +11,7 @@ import pytest
 from core.pipeline.alignment import AlignedFace
 from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection.base import Detector, Face
-from core.pipeline.embeddings import EmbeddingCache, Pipeline
+from core.pipeline.embeddings import EmbeddingCache, Pipeline, Stopped, embed_dataset
 from tests.conftest import image_bytes, noise_image
 
 
@@ -130,3 +130,69 @@ def test_progress_reports_every_photo(pipeline: Pipeline) -> None:
     seen: list[tuple[int, int]] = []
     pipeline.embed([("p%d.png" % i, image_bytes(noise_image(seed=i))) for i in range(3)], progress=lambda d, t: seen.append((d, t)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def photo_files(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"p{i}.png" for i in range(count)]
+    for i, path in enumerate(paths):
+        path.write_bytes(image_bytes(noise_image(seed=i)))
+    return paths
+
+
+def test_stop_ends_embedding_between_photos_and_keeps_what_was_done(pipeline: Pipeline, tmp_path: Path) -> None:
+    paths = photo_files(tmp_path, 7)
+    asked: list[int] = []
+
+    def stop_after_three() -> bool:
+        asked.append(len(asked))
+        return len(asked) > 3  # asked before each photo: the fourth question stops
+
+    with pytest.raises(Stopped, match="after 3 of 7"):
+        pipeline.embed(paths, should_stop=stop_after_three)
+    assert pipeline.detector.calls == 3, "no photo is detected after the stop"
+    assert pipeline.backbone.batches == [3], "the faces found before the stop are embedded (batch size 4 not reached)"
+    again = pipeline.embed(paths)
+    assert [r.cached for r in again] == [True] * 3 + [False] * 4
+
+
+def test_embed_dataset_passes_the_stop_down(pipeline: Pipeline, tmp_path: Path) -> None:
+    photo_files(tmp_path / "ds" / "train" / "amy", 3)
+    with pytest.raises(Stopped):
+        embed_dataset(tmp_path / "ds", pipeline, should_stop=lambda: True)
+    assert pipeline.detector.calls == 0
+
+
+def test_missing_counts_uncached_photos_without_opening_an_entry(pipeline: Pipeline, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = photo_files(tmp_path / "photos", 5)
+    unreadable = tmp_path / "photos" / "gone.png"  # listed by a scan, deleted since: embedding reports it, never computes it
+    cache = EmbeddingCache()
+    assert cache.missing([*paths, unreadable], pipeline.key) == paths
+    pipeline.embed(paths[:2])
+    other = Pipeline(pipeline.detector, pipeline.backbone, align=False)
+    for entry in cache.root.rglob("*.npz"):
+        entry.write_bytes(b"garbage")  # present but unreadable: counting must not open it to notice
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("an entry was opened"))
+    assert cache.missing(paths, pipeline.key) == paths[2:]
+    assert cache.missing(paths, other.key) == paths, "another pipeline's entries do not count"
+
+
+def test_missing_reads_each_photo_once_while_it_is_unchanged(pipeline: Pipeline, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = photo_files(tmp_path, 3)
+    cache = EmbeddingCache()
+    cache.missing(paths, pipeline.key)
+    reads: list[Path] = []
+    read_bytes = Path.read_bytes
+
+    def counting(self: Path) -> bytes:
+        reads.append(self)
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    assert cache.missing(paths, pipeline.key) == paths
+    assert reads == [], "unchanged photos are not read again"
+    paths[1].write_bytes(image_bytes(noise_image(seed=99)) + b"changed")
+    assert cache.missing(paths, pipeline.key) == paths
+    assert reads == [paths[1]], "a changed photo is"

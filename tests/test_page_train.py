@@ -81,7 +81,7 @@ def wait(at: AppTest, done: Callable[[Any], bool], timeout: float = 240) -> Any:
             assert not at.exception
             return job
         if time.monotonic() > deadline:
-            pytest.fail(f"training job stuck in phase {job.phase} ({job.photos_done} photos, {len(job.epochs)} epochs)")
+            pytest.fail(f"training job stuck in phase {job.phase} ({job.snapshot().done} done, {len(job.epochs)} epochs)")
         time.sleep(0.5)
 
 

@@ -457,7 +457,7 @@ def celebrity_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FACELAB_HOME", str(home))
         pipeline = Pipeline(DETECTORS.get("dlib-hog"), BACKBONES.get("dlib-resnet"))
-        info, _, _ = train_on_dataset(dataset, pipeline, TrainConfig(head="centroid"))
+        info = train_on_dataset(dataset, pipeline, TrainConfig(head="centroid")).info
     return home, info.id
 
 

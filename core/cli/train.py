@@ -1,12 +1,19 @@
-"""``python -m core train DATASET``: train a recogniser and save it as a run."""
+"""``python -m core train DATASET``: train a recogniser and save it as a run.
+
+Ctrl-C stops the run as the Train page's Stop does: while embedding, nothing is saved (the photos
+embedded so far stay cached); while training, the best model so far is saved as "stopped".
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.cli import log
+from core.cli import CliError, log
 from core.cli._pipeline import add_pipeline_arguments, build_pipeline, progress_printer
+
+if TYPE_CHECKING:
+    from core.services.jobs import Job
 
 HELP = "train a face recogniser on a dataset (head on embeddings, or VGGFace16 fine-tuning) and save a run"
 
@@ -30,8 +37,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="a name for the saved run")
 
 
+def wait_stopping_on_ctrl_c(job: Job[Any]) -> None:
+    """Wait for a job in the background; the first Ctrl-C asks it to stop, a second one quits at once.
+
+    Training runs in the job's thread so that Ctrl-C, which Python raises in the main thread, only
+    sets the stop: embedding ends between photos, training between batches and the best model so far
+    is saved as "stopped", instead of a traceback from deep inside TensorFlow.
+    """
+    try:
+        while not job.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        job.stop.set()
+        log("\nstopping… (the best model so far is saved; press Ctrl-C again to quit at once)")
+        while not job.wait(0.5):
+            pass
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from core.services.train import train_on_dataset
+    from core.services.jobs import Job
+    from core.services.train import PHASES, TrainOutcome, train_on_dataset
     from core.training.config import TrainConfig
 
     finetune = args.mode == "finetune"
@@ -44,8 +69,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         log(f"epoch {epoch + 1}/{config.epochs}: " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()))
 
-    info, result, report = train_on_dataset(args.dataset, pipeline, config, progress=progress_printer("embedding"),
-                                            on_epoch=on_epoch, name=args.name)
+    def work(job: Job[TrainOutcome]) -> TrainOutcome:
+        return train_on_dataset(args.dataset, pipeline, config, progress=progress_printer("embedding"),
+                                on_epoch=on_epoch, should_stop=job.should_stop, on_phase=job.enter, name=args.name)
+
+    job: Job[TrainOutcome] = Job(PHASES).start(work, name="facelab-train")
+    wait_stopping_on_ctrl_c(job)
+    if job.outcome is None:
+        if job.phase == "cancelled":
+            log("")  # ends the embedding progress line the stop left open
+        raise CliError(job.error)
+    info, result, report = job.outcome.info, job.outcome.result, job.outcome.report
     out: dict[str, Any] = {
         "run": info.id, "name": info.name, "mode": config.mode, "head": config.head,
         "detector": config.detector, "backbone": config.backbone, "align": config.align,

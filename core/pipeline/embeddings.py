@@ -9,15 +9,19 @@ nothing. Each cache entry is one file written atomically (temp file + rename),
 which makes concurrent writers from threads or processes safe without locks: the
 last complete write wins, and a reader never sees half a file. A corrupt entry is
 deleted and recomputed.
+
+Embedding a dataset takes minutes, so it can be stopped between photos (``should_stop``),
+and :meth:`EmbeddingCache.missing` says beforehand how much of it is left to compute.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +37,14 @@ from core.pipeline.detection.base import Detector, Face
 
 Progress = Callable[[int, int], None]
 Source = Path | str | bytes | tuple[str, bytes]  # a path, raw bytes, or (display name, bytes)
+
+
+class Stopped(Exception):
+    """``should_stop`` ended an embedding early; the photos embedded before it are cached.
+
+    An exception rather than a short result: a caller that reads the results would otherwise
+    silently work on part of its photos.
+    """
 
 
 @dataclass
@@ -87,6 +99,37 @@ class EmbeddingCache:
         np.savez(buffer, embeddings=result.embeddings, meta=np.array(json.dumps(meta)))
         write_bytes_atomic(path, buffer.getvalue(), suffix=".npz")
 
+    def missing(self, paths: Iterable[Path], pipeline: str) -> list[Path]:
+        """The photos among ``paths`` with no entry yet for ``pipeline`` (a :func:`pipeline_key`).
+
+        Only whether the entry exists is checked, never its content: the Train page asks on every
+        rerun, and opening thousands of entries would take seconds (a corrupt one is found, and
+        recomputed, when embedding). Unreadable photos are left out: embedding skips them.
+        """
+        out = []
+        for path in paths:
+            try:
+                digest = _file_hash(path)
+            except OSError:
+                continue
+            if not self._path(photo_cache_key(digest, pipeline)).exists():
+                out.append(path)
+        return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _hash_of(path: str, size: int, mtime_ns: int) -> str:
+    return content_hash(Path(path).read_bytes())
+
+
+def _file_hash(path: Path) -> str:
+    """The photo's content hash, remembered while its size and modification time stay the same.
+
+    Asking the cache about a dataset repeatedly (each rerun of the Train page) then reads each photo once.
+    """
+    stat = path.stat()
+    return _hash_of(str(path), stat.st_size, stat.st_mtime_ns)
+
 
 def _read(source: Source) -> tuple[str, bytes]:
     if isinstance(source, tuple):
@@ -105,9 +148,9 @@ def pipeline_key(detector_key: str, align: bool, backbone_key: str) -> str:
     return f"{detector_key}|align={align}|{backbone_key}"
 
 
-def photo_cache_key(photo_hash: str, detector_key: str, align: bool, backbone_key: str) -> str:
-    """The embedding cache's key for one photo through one pipeline."""
-    return hashlib.sha256(f"{photo_hash}|{pipeline_key(detector_key, align, backbone_key)}".encode()).hexdigest()
+def photo_cache_key(photo_hash: str, pipeline: str) -> str:
+    """The embedding cache's key for one photo through one pipeline (a :func:`pipeline_key`)."""
+    return hashlib.sha256(f"{photo_hash}|{pipeline}".encode()).hexdigest()
 
 
 @dataclass
@@ -125,7 +168,7 @@ class Pipeline:
         return pipeline_key(self.detector.cache_key(), self.align, self.backbone.cache_key())
 
     def cache_key(self, photo_hash: str) -> str:
-        return photo_cache_key(photo_hash, self.detector.cache_key(), self.align, self.backbone.cache_key())
+        return photo_cache_key(photo_hash, self.key)
 
     def faces(self, image: np.ndarray, keep_steps: bool = False) -> list[tuple[Face, AlignedFace]]:
         """Detect and align every face in one decoded image (largest first)."""
@@ -137,11 +180,13 @@ class Pipeline:
                 for image, found in zip(images, self.detector.detect_many(images))]
 
     def embed(self, sources: Sequence[Source], progress: Progress | None = None,
-              cache: EmbeddingCache | None = None) -> list[ImageResult]:
+              cache: EmbeddingCache | None = None, should_stop: Callable[[], bool] | None = None) -> list[ImageResult]:
         """Embed every face of every photo, reusing the cache; one result per source, in order.
 
         Faces are embedded in batches across photos (VGG16 runs ~1.7× faster at batch 32
-        than one at a time on CPU). Unusable photos get ``error`` set; nothing raises.
+        than one at a time on CPU). Unusable photos get ``error`` set and the rest go on.
+        ``should_stop()`` is asked before each photo: when true, the faces found so far are
+        embedded and cached (not lost to the stop) and :class:`Stopped` is raised.
         """
         cache = cache if cache is not None else EmbeddingCache()
         results: list[ImageResult] = []
@@ -161,6 +206,9 @@ class Pipeline:
             pending.clear()
 
         for done, source in enumerate(sources, 1):
+            if should_stop is not None and should_stop():
+                flush()
+                raise Stopped(f"stopped after {done - 1} of {total} photos")
             name = source[0] if isinstance(source, tuple) else ("upload" if isinstance(source, bytes) else str(source))
             try:
                 name, data = _read(source)
@@ -213,15 +261,17 @@ class SplitEmbeddings:
 
 
 def embed_dataset(root: Path | str, pipeline: Pipeline, splits: Sequence[str] | None = None,
-                  progress: Progress | None = None, cache: EmbeddingCache | None = None) -> dict[str, SplitEmbeddings]:
+                  progress: Progress | None = None, cache: EmbeddingCache | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> dict[str, SplitEmbeddings]:
     """Embed the largest face of every photo in the dataset's splits, listing photos with no or many faces.
 
-    A photo without a face is skipped and listed — never silently dropped.
+    A photo without a face is skipped and listed — never silently dropped. ``should_stop``: see
+    :meth:`Pipeline.embed` (raises :class:`Stopped`).
     """
 
     dataset = scan(root)
     records = [r for r in dataset.images if splits is None or r.split in splits]
-    results = pipeline.embed([r.path for r in records], progress=progress, cache=cache)
+    results = pipeline.embed([r.path for r in records], progress=progress, cache=cache, should_stop=should_stop)
     out: dict[str, SplitEmbeddings] = {}
     vectors: dict[str, list[np.ndarray]] = {}
     for record, result in zip(records, results):

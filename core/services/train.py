@@ -1,27 +1,117 @@
-"""The train service: a dataset folder in, a saved run out (scan, embed, train, threshold, save).
+"""The train service: a dataset folder in, a saved run out (check, embed, train, evaluate, save).
 
-The CLI's ``train`` and the Train page's background job both call :func:`train_on_dataset`.
+The CLI's ``train`` and the Train page both come here: :func:`check_trainable` refuses a dataset
+before any photo is embedded, :func:`estimate` says how long a run would take, and
+:func:`train_on_dataset` does the work — run in the background by :func:`start_training`, whose
+:class:`TrainJob` the page polls and stops.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.compare.unknown import calibrate_max_distance
+from core.compare.unknown import UnknownRule, calibrate_max_distance
 from core.data.layout import fingerprint, scan
 from core.images import load_image
-from core.pipeline.embeddings import embed_dataset
-from core.runs import save_run
+from core.pipeline.backbones import BACKBONES
+from core.pipeline.detection import DETECTORS
+from core.pipeline.embeddings import EmbeddingCache, Pipeline, Progress, Stopped, embed_dataset, pipeline_key
+from core.runs import RunInfo, load_run, save_run
+from core.services.jobs import Cancelled, Job
+from core.services.predict import Predictor
 from core.training.config import EpochCallback, StopCheck, TrainConfig, TrainResult
 from core.training.fit import train_head
-from core.training.metrics import classification_metrics, encode_labels
+from core.training.heads import head_class
+from core.training.metrics import classification_metrics, encode_labels, people_to_learn
+
+PHASES = ("embedding", "training", "evaluating")
+STOPPED_WHILE_EMBEDDING = ("Stopped while embedding the photos, before training began: no run was saved "
+                           "(the photos embedded so far are cached).")
+CACHED_SECONDS = 0.01  # reading one photo's embeddings back from the cache, for the estimate
+Report = dict[str, dict[str, Any]]  # split → photos, used, no_face, errors, many_faces
 
 
-def _largest_crops(root: Path, paths: Sequence[str], pipeline: Any) -> np.ndarray:
+@dataclass
+class Mistake:
+    """A validation photo the new run names wrongly."""
+
+    path: Path
+    truth: str
+    predicted: str
+    confidence: float
+
+
+@dataclass
+class TrainOutcome:
+    """What a training run produced: the saved run, the training result, the photos not used as they are
+    (``report``), the validation mistakes and notes about what could not be shown."""
+
+    info: RunInfo
+    result: TrainResult
+    report: Report
+    mistakes: list[Mistake] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long a run would take, and the parts of that figure a person can check."""
+
+    seconds: float
+    parts: tuple[str, ...]  # e.g. "embedding 117 new photo(s) × ~0.25 s", "up to 100 head epochs (…)"
+
+    @property
+    def details(self) -> str:
+        return "; ".join(self.parts)
+
+
+def check_trainable(root: Path | str) -> None:
+    """Refuse a dataset that cannot train before any photo is embedded (embedding can take minutes)."""
+    dataset = scan(root)
+    people = [r.person for r in dataset.images if r.split == "train" and r.person is not None]
+    if not people:
+        raise ValueError(f"the train split of {dataset.name} is empty: put photos in train/<person>/ folders.")
+    people_to_learn(people, f"the train split of {dataset.name}")
+
+
+def estimate(root: Path | str, detector_name: str, backbone_name: str, align: bool, config: TrainConfig) -> Estimate:
+    """A rough duration from the plug-ins' declared costs and the photos not yet in the embedding cache.
+
+    The detector is not built (MTCNN loads TensorFlow): its class gives its cache key and cost. The
+    backbone is (dlib ResNet: a fraction of a second), as its cache key holds its weights' checksum.
+    """
+    detector = DETECTORS.entry(detector_name).factory
+    backbone = BACKBONES.entry(backbone_name).factory
+    records = scan(root).images
+    key = pipeline_key(detector.default_cache_key(), align, BACKBONES.get(backbone_name).cache_key())
+    uncached = len(EmbeddingCache().missing([r.path for r in records], key))
+    cached, train = len(records) - uncached, sum(r.split == "train" for r in records)
+    per_photo = detector.seconds_per_photo + backbone.seconds_per_photo
+    seconds = uncached * per_photo + cached * CACHED_SECONDS
+    parts = [f"embedding {uncached} new photo(s) × ~{per_photo:.2f} s" + (f" ({cached} already cached)" if cached else "")]
+    if config.mode == "finetune":
+        if not backbone.fine_tunable:
+            raise ValueError(f"the {backbone_name} backbone cannot be fine-tuned; use mode 'head'.")
+        rate = backbone.finetune_images_per_second
+        seconds += len(records) * detector.seconds_per_photo + math.ceil(train * config.epochs / max(rate, 1e-6))
+        parts.append(f"{config.epochs} fine-tuning epoch(s) of {train} crops at ~{rate:g} images/s on a CPU")
+    elif not head_class(config.head).iterative:
+        seconds += 1.0
+        parts.append("averaging embeddings (instant)")
+    else:
+        seconds += 3.0 + config.epochs * (0.03 + train / 5000)
+        parts.append(f"up to {config.epochs} head epochs (a fraction of a second each)")
+    return Estimate(seconds, tuple(parts))
+
+
+def _largest_crops(root: Path, paths: Sequence[str], pipeline: Pipeline) -> np.ndarray:
     """Aligned crops of each photo's largest face (fine-tuning learns from pixels, not embeddings)."""
 
     crops = [pipeline.faces(load_image(root / path))[0][1].crop for path in paths]
@@ -29,16 +119,19 @@ def _largest_crops(root: Path, paths: Sequence[str], pipeline: Any) -> np.ndarra
     return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
 
 
-def train_on_dataset(root: Path | str, pipeline: Any, config: TrainConfig, *, progress: Callable[[int, int], None] | None = None,
+def train_on_dataset(root: Path | str, pipeline: Pipeline, config: TrainConfig, *, progress: Progress | None = None,
                      on_epoch: EpochCallback | None = None, should_stop: StopCheck | None = None,
-                     name: str | None = None) -> tuple[Any, TrainResult, dict[str, Any]]:
+                     on_phase: Callable[[str], None] | None = None, name: str | None = None) -> TrainOutcome:
     """Embed (or crop) a dataset, train in the configured mode, evaluate on test, save a run.
 
-    Returns (RunInfo, TrainResult, report); the report lists photos skipped per split (no face,
-    unreadable) and those whose largest face was used among several — nothing is dropped silently.
+    The report lists photos skipped per split (no face, unreadable) and those whose largest face
+    was used among several — nothing is dropped silently. ``should_stop`` ends embedding between
+    photos (:class:`~core.services.jobs.Cancelled`: nothing saved) or training between batches (the
+    best model so far is saved as "stopped"). ``on_phase`` hears "training", then "evaluating".
     """
 
     config.validate()
+    check_trainable(root)
     dataset = scan(root)
     config.dataset, config.dataset_fingerprint = str(dataset.root), fingerprint(dataset)
     config.detector, config.align = pipeline.detector.name, pipeline.align
@@ -46,10 +139,15 @@ def train_on_dataset(root: Path | str, pipeline: Any, config: TrainConfig, *, pr
     config.backbone, config.weights_id = pipeline.backbone.name, pipeline.backbone.weights_id
     if config.mode == "finetune" and not pipeline.backbone.fine_tunable:
         raise ValueError(f"the {pipeline.backbone.name} backbone cannot be fine-tuned; use mode 'head'.")
-    splits = embed_dataset(dataset.root, pipeline, progress=progress)
+    try:
+        splits = embed_dataset(dataset.root, pipeline, progress=progress, should_stop=should_stop)
+    except Stopped as exc:
+        raise Cancelled(STOPPED_WHILE_EMBEDDING) from exc
     train = splits.get("train")
     if train is None or not train.paths:
         raise ValueError("the train split has no photo with a face: nothing to learn from.")
+    if on_phase is not None:
+        on_phase("training")
     val, test = splits.get("validation"), splits.get("test")
     report = {name_: {"photos": s.photos, "used": len(s.paths), "no_face": s.no_face, "errors": s.errors,
                       "many_faces": s.many_faces} for name_, s in splits.items()}
@@ -64,6 +162,8 @@ def train_on_dataset(root: Path | str, pipeline: Any, config: TrainConfig, *, pr
     else:
         result = train_head(config, train.embeddings, train.labels, val.embeddings if val else None,
                             val.labels if val else None, on_epoch=on_epoch, should_stop=should_stop)
+    if on_phase is not None:
+        on_phase("evaluating")
     test_metrics = None
     if test is not None and test.paths and all(label is not None for label in test.labels):
         inputs = _largest_crops(dataset.root, test.paths, pipeline) if config.mode == "finetune" else test.embeddings
@@ -77,4 +177,65 @@ def train_on_dataset(root: Path | str, pipeline: Any, config: TrainConfig, *, pr
               "train_paths": np.array(train.paths, dtype=str),
               "unknown_max_distance": np.float32(np.nan if max_distance is None else max_distance)}
     info = save_run(result, config, extras, name=name, test_metrics=test_metrics)
-    return info, result, report
+    return TrainOutcome(info, result, report)
+
+
+def validation_mistakes(run_id: str, pipeline: Pipeline, root: Path | str) -> list[Mistake]:
+    """Validation photos the run names wrongly, as the confusion matrix counts them (largest face, no rejection)."""
+    records = [r for r in scan(root).images if r.split == "validation" and r.person is not None]
+    if not records:
+        return []
+    predictor = Predictor(load_run(run_id), pipeline, UnknownRule(min_confidence=0.0))
+    photos = predictor.predict([r.path for r in records], [r.person for r in records])
+    return [Mistake(record.path, str(photo.truth), str(photo.predicted), photo.faces[0].confidence)
+            for record, photo in zip(records, photos) if photo.faces and photo.correct is False]
+
+
+class TrainJob(Job[TrainOutcome]):
+    """A training run in the background, keeping every epoch's figures for the live curves.
+
+    Stop is honoured while embedding (nothing saved) and training (the best model so far is
+    saved); once evaluation began there is nothing left to stop.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(PHASES, stoppable=PHASES[:2])
+        self.config = config
+        self._epochs: list[dict[str, float]] = []
+        self._epochs_lock = threading.Lock()
+
+    @property
+    def epochs(self) -> list[dict[str, float]]:
+        """Each finished epoch's figures (training.HISTORY_KEYS → value), a copy: the thread keeps appending."""
+        with self._epochs_lock:
+            return list(self._epochs)
+
+    def history(self) -> dict[str, list[float]]:
+        """The epochs so far as HISTORY_KEYS → one value per epoch, the shape of TrainResult.history."""
+        epochs = self.epochs
+        return {key: [epoch[key] for epoch in epochs] for key in (epochs[0] if epochs else ())}
+
+    def on_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        with self._epochs_lock:
+            self._epochs.append(dict(logs))
+            done = len(self._epochs)
+        self.progress(done, self.config.epochs)
+
+
+def start_training(root: Path | str, pipeline: Pipeline, config: TrainConfig, name: str | None = None) -> TrainJob:
+    """Train in the background (embedding → training → evaluating) and list the validation mistakes.
+
+    The caller refuses what it can first (:func:`check_trainable`, ``config.validate()``), before
+    building the pipeline's models; whatever goes wrong later ends the job with a clear message.
+    """
+
+    def work(job: TrainJob) -> TrainOutcome:
+        outcome = train_on_dataset(root, pipeline, config, progress=job.progress, on_epoch=job.on_epoch,
+                                   should_stop=job.should_stop, on_phase=job.enter, name=name)
+        try:
+            outcome.mistakes = validation_mistakes(outcome.info.id, pipeline, root)
+        except (ValueError, RuntimeError, OSError) as exc:
+            outcome.notes.append(f"The misclassified validation photos could not be listed: {exc}")
+        return outcome
+
+    return TrainJob(config).start(work, name="facelab-train")

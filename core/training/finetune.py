@@ -18,7 +18,6 @@ modes alike.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 
@@ -29,7 +28,7 @@ from core.pipeline.backbones._vggface_layers import VGGFacePreprocess
 from core.pipeline.backbones.vggface16 import CONV_BLOCKS, build_vggface16
 from core.training.config import EpochCallback, StopCheck, TrainConfig, TrainResult
 from core.training.heads.finetuned import FinetunedHead
-from core.training.metrics import class_weights, classification_metrics, encode_labels
+from core.training.metrics import class_weights, classification_metrics, encode_labels, people_to_learn
 from core.training.monitor import Monitor, keras_callback
 
 
@@ -86,11 +85,9 @@ def train_finetune(config: TrainConfig, crops_train: np.ndarray, y_train: Sequen
                    should_stop: StopCheck | None = None) -> TrainResult:
     """Warm up the new softmax, then fine-tune the top of VGGFace16; same callbacks and result as train_head."""
     names = [str(n) for n in y_train]
-    labels = sorted(set(names))
     if len(crops_train) == 0:
         raise ValueError("the train split has no face crops to learn from.")
-    if len(labels) < 2:
-        raise ValueError(f"training needs at least two people; the train split only has {labels[0]!r}.")
+    labels = people_to_learn(names)
     keras.utils.set_random_seed(config.seed)
     y_codes = encode_labels(names, labels)
     val_codes = encode_labels([str(n) for n in y_val], labels)
@@ -118,8 +115,3 @@ def train_finetune(config: TrainConfig, crops_train: np.ndarray, y_train: Sequen
     return TrainResult(head=head, labels=labels, history=monitor.history, metrics=metrics, seconds=seconds,
                        epochs_run=len(monitor.history["loss"]), stopped=monitor.stopped,
                        best_epoch=monitor.best_epoch)
-
-
-def epochs_estimate_seconds(n_images: int, epochs: int, images_per_second: float) -> float:
-    """Rough duration of a fine-tuning run, for the page's estimate before starting."""
-    return math.ceil(n_images * epochs / max(images_per_second, 1e-6))

@@ -14,7 +14,15 @@ import numpy as np
 
 from core.training.config import EpochCallback, StopCheck, TrainConfig, TrainResult
 from core.training.heads import head_class, make_head
-from core.training.metrics import check_split, class_weights, classification_metrics, encode_labels, known_only, unknown_note
+from core.training.metrics import (
+    check_split,
+    class_weights,
+    classification_metrics,
+    encode_labels,
+    known_only,
+    people_to_learn,
+    unknown_note,
+)
 from core.training.monitor import Monitor, keras_callback, split_logs
 
 
@@ -45,9 +53,7 @@ def train_head(config: TrainConfig, X_train: Any, y_train: Sequence[str], X_val:
     X_train, names = check_split(X_train, y_train, "train")
     if not len(X_train):
         raise ValueError("the train split is empty: no embeddings to learn from.")
-    labels = sorted(set(names))
-    if len(labels) < 2:
-        raise ValueError(f"training needs at least two people; the train split only has {labels[0]!r}.")
+    labels = people_to_learn(names)
     y_codes = encode_labels(names, labels)
 
     warnings: list[str] = []

@@ -5,7 +5,7 @@ Photos of people the model does not know are counted apart, never scored as mist
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,19 @@ def encode_labels(y: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """Class indices of ``y`` in ``labels``; names not in ``labels`` become -1."""
     index = {name: i for i, name in enumerate(labels)}
     return np.array([index.get(str(name), -1) for name in y], dtype=np.int64)
+
+
+def people_to_learn(names: Iterable[str], split: str = "the train split") -> list[str]:
+    """The people a model will tell apart, sorted; a ValueError when there are fewer than two.
+
+    Every way into training asks (the Train page before embedding, each training mode on its
+    data), so the refusal reads the same everywhere.
+    """
+    people = sorted({str(name) for name in names})
+    if len(people) < 2:
+        raise ValueError(f"training needs at least two people; {split} only has {people[0]!r}." if people
+                         else f"training needs at least two people; {split} has none.")
+    return people
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:

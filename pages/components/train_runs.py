@@ -1,0 +1,89 @@
+"""The Train page's runs section: every saved run in a table, and what can be done with one (use, rename,
+download, delete)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import runs as run_store
+from core.runs import RunInfo
+from core.training.heads import HEADS, head_class
+from pages.common import flash, user_errors
+
+
+def created(info: RunInfo) -> str:
+    try:
+        return datetime.fromisoformat(info.created).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return info.created
+
+
+def runs_frame(runs: list[RunInfo], active: str | None) -> pd.DataFrame:
+    rows = []
+    for info in runs:
+        config = run_store.run_config(info)
+        rows.append({"active": "★" if info.id == active else "", "name": info.name, "status": info.status,
+                     "val accuracy": info.val_accuracy, "test accuracy": info.test_accuracy, "people": info.people,
+                     "head": info.head, "detector": config.get("detector", "?"),
+                     "backbone": config.get("backbone", "?"), "dataset": Path(config.get("dataset", "")).name,
+                     "created": created(info), "epochs": info.epochs_run, "seconds": round(info.seconds, 1),
+                     "id": info.id})
+    return pd.DataFrame(rows)
+
+
+def run_actions(info: RunInfo, active: str | None) -> None:
+    left, middle, right = st.columns(3)
+    with left:
+        if info.id == active:
+            st.caption("This run is the one Predict and Verify use.")
+        elif st.button("Use for Predict and Verify", key="tr_run_activate"):
+            with user_errors("Could not choose the run"):
+                run_store.set_active_run(info.id)
+                flash("success", f"Predict and Verify now use '{info.name}'.")
+                st.rerun()
+        new_name = st.text_input("New name", key=f"tr_run_name_{info.id}", value=info.name)
+        if st.button("Rename", key="tr_run_rename"):
+            with user_errors("Could not rename"):
+                renamed = run_store.rename_run(info.id, new_name)
+                flash("success", f"Renamed to '{renamed.name}'.")
+                st.rerun()
+    with middle:
+        st.download_button("Download run (zip)", lambda: run_store.export_run_zip(info.id),
+                           file_name=f"facelab_run_{info.id}.zip", mime="application/zip", key="tr_run_zip",
+                           help="Every file of the run: model, labels, settings, history and metrics.")
+        exportable = info.head in HEADS.entries() and head_class(info.head).savedmodel
+        st.download_button("Download SavedModel (zip)", lambda: run_store.export_savedmodel_zip(info.id),
+                           file_name=f"facelab_savedmodel_{info.id}.zip", mime="application/zip",
+                           key="tr_run_savedmodel", disabled=not exportable,
+                           help="The head as a TensorFlow SavedModel: raw embeddings in, probabilities out "
+                                "(in the order of its labels.json).")
+        if not exportable:
+            st.caption(f"The '{info.head}' head has no Keras model on embeddings, so it cannot be exported as a "
+                       "SavedModel; download the run as a zip instead.")
+    with right:
+        sure = st.checkbox("Yes, delete this run", key=f"tr_run_delete_ok_{info.id}")
+        if st.button("Delete run", disabled=not sure, key="tr_run_delete"):
+            with user_errors("Could not delete"):
+                run_store.delete_run(info.id)
+                flash("success", f"Deleted '{info.name}'.")
+                st.rerun()
+
+
+def runs_section() -> None:
+    st.header("Runs")
+    runs = run_store.list_runs()
+    if not runs:
+        st.info("No run yet: train one above.")
+        return
+    active = run_store.active_run()
+    st.dataframe(runs_frame(runs, active), hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(c, format="percent")
+                                for c in ("val accuracy", "test accuracy")})
+    by_id = {info.id: info for info in runs}
+    chosen = st.selectbox("Run", list(by_id), key="tr_run_pick",
+                          format_func=lambda i: f"{by_id[i].name} · {created(by_id[i])} · {i}")
+    run_actions(by_id[chosen], active)
