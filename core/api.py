@@ -97,7 +97,7 @@ def train(dataset: str | Path, detector: str = DEFAULT_DETECTOR, backbone: str |
           name: str | None = None, **settings: Any) -> RunInfo:
     """Train and save a run on a dataset folder; ``settings`` are :class:`TrainConfig` fields (head, epochs, …)."""
     config = TrainConfig(**settings)
-    return train_on_dataset(dataset, pipeline(detector, backbone, align), config, name=name)[0]
+    return train_on_dataset(dataset, pipeline(detector, backbone, align), config, name=name).info
 
 
 def predict(run: str, photos: Sequence[str | Path | bytes]) -> list[PhotoPrediction]:

@@ -14,7 +14,9 @@ from typing import Any
 
 import streamlit as st
 
-from core.data.layout import thumbnail
+from core.config import allow_server_paths
+from core.data.audit import audit
+from core.data.layout import fingerprint, list_datasets, scan, thumbnail
 from core.data.paging import page, page_count
 from core.pipeline.backbones import BACKBONES
 from core.pipeline.detection import DETECTORS
@@ -104,8 +106,6 @@ SERVER_FOLDER = "Open a folder on the server…"
 def dataset_picker(label: str = "Dataset", key: str = "dataset") -> Path | None:
     """Let the user choose a dataset: FaceLab's own, the server's shared ones and, when the server's owner
     allows it, any folder on the server. Returns its folder, or None while nothing usable is chosen."""
-    from core.config import allow_server_paths
-    from core.data.layout import list_datasets
 
     refs = list_datasets()
     options = [ref.label for ref in refs] + ([SERVER_FOLDER] if allow_server_paths() else [])
@@ -130,14 +130,12 @@ def dataset_picker(label: str = "Dataset", key: str = "dataset") -> Path | None:
 
 @st.cache_data(show_spinner="Auditing the dataset…", max_entries=8)
 def _audit_cached(_dataset: Any, root: str, fingerprint: str, with_hashes: bool) -> Any:
-    from core.data.audit import audit
 
     return audit(_dataset, with_hashes=with_hashes)
 
 
 def dataset_audit(path: Path, with_hashes: bool = True) -> Any:
     """The audit of a dataset folder, recomputed only when its files change (keyed by the fingerprint)."""
-    from core.data.layout import fingerprint, scan
 
     dataset = scan(path)
     return _audit_cached(dataset, str(dataset.root), fingerprint(dataset), with_hashes)

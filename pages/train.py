@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.config import allow_server_paths, weights_dir
+from core.config import allow_server_paths
 from core.pipeline import weights
 from core.pipeline.backbones import BACKBONES, default_backbone
 from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
@@ -40,16 +40,21 @@ ensure_app_navigation()
 JOB = "tr_job"
 STOP_ENABLED = "tr_stop_enabled"  # whether the page last drew Stop enabled (the fragment redraws the page when that changes)
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-MODE_LABELS = {"head": "Head on face embeddings (fast)", "finetune": "Fine-tune VGGFace16 end to end (slow)"}
+MODE_LABELS = {"head": "Head on face embeddings (fast)", "finetune": "Fine-tune the face model end to end (slow)"}
 
 
 # --- settings --------------------------------------------------------------------------------------
 
 
-def weights_panel() -> None:
-    """Ways to get the VGG-Face weights: download them, or install a file already on the server."""
-    with st.expander("Get the VGG-Face weights"):
-        st.write(f"The weights (about 580 MB) go to `{weights_dir()}` and are checked before use.")
+def weights_panel(backbone_name: str) -> None:
+    """Ways to get a backbone's declared weights: download them, or install a file already on the server."""
+    files = [f for f in weights.files_for(backbone_name) if f.url]
+    if not files:
+        return
+    model = files[0].model or backbone_name
+    with st.expander(f"Get the {model} weights"):
+        st.write(f"The weights (about {files[0].size_hint / 1e6:.0f} MB) are downloaded into FaceLab's weights folder "
+                 "and checked before use.")
         if st.button("Download the weights", key="tr_weights_download"):
             bar = st.progress(0.0, text="Downloading…")
 
@@ -57,20 +62,19 @@ def weights_panel() -> None:
                 bar.progress(min(1.0, done / max(total, 1)), text=f"Downloading {done / 1e6:.0f} / {total / 1e6:.0f} MB")
 
             with user_errors("Download failed"):
-                path = weights.download("vggface16", progress=report)
-                flash("success", f"Installed {path.name}; VGG-Face is ready.")
+                path = weights.download(backbone_name, progress=report)
+                flash("success", f"Installed {path.name}; {model} is ready.")
                 st.rerun()
         if allow_server_paths():
             local = st.text_input("Or use a weights file on the server", key="tr_weights_path",
-                                  placeholder="/data/rcmalli_vggface_tf_vgg16.h5").strip()
+                                  placeholder=f"/data/{files[0].name}").strip()
             if st.button("Use this file", disabled=not local, key="tr_weights_install"):
                 with user_errors("Could not use the file"):
                     path = weights.install_local(local)
-                    flash("success", f"Installed {path.name}; VGG-Face is ready.")
+                    flash("success", f"Installed {path.name}; {model} is ready.")
                     st.rerun()
         else:
-            st.caption("Using a local file needs access to the server: its owner can run "
-                       "`python -m core weights --from PATH`.")
+            st.caption("Using a weights file already on the server is up to the server's owner.")
 
 
 def choose_backbone() -> tuple[str, str | None]:
@@ -86,8 +90,9 @@ def choose_backbone() -> tuple[str, str | None]:
     for other, reason in reasons.items():
         if reason:
             st.caption(f"{entries[other].label} is unavailable: {reason}")
-    if reasons.get("vggface16"):
-        weights_panel()
+    for other, reason in reasons.items():
+        if reason:
+            weights_panel(other)
     return name, reasons[name]
 
 
@@ -157,7 +162,7 @@ def settings_and_start() -> None:
             st.session_state["tr_mode"] = "head"
         mode = st.radio("Training mode", list(MODE_LABELS), key="tr_mode", format_func=MODE_LABELS.get,
                         disabled=not can_finetune,
-                        help=None if can_finetune else "Fine-tuning needs VGGFace16 with its weights.")
+                        help=None if can_finetune else "Fine-tuning needs a fine-tunable face model whose weights are on this server.")
         head = "softmax"
         if mode == "head":
             kinds = head_kinds()

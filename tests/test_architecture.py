@@ -159,3 +159,15 @@ def test_dataset_page_loads_no_deep_learning_library() -> None:
     """The Dataset page is the first page a class opens: TensorFlow (~10 s) must not load with it."""
     heavy = sorted(m for m in module_closure(ROOT / "pages" / "dataset.py") if m.split(".")[0] in HEAVY)
     assert not heavy, f"pages/dataset.py loads {heavy} at import"
+
+
+PAGES = sorted((ROOT / "pages").rglob("*.py")) + [ROOT / "app.py"]
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_pages_only_arrange_widgets(path: Path) -> None:
+    """No page holds a thread or a process: long work is a core.services.jobs.Job the page polls."""
+    engine = sorted({target for target, _ in imports(path) if target.split(".")[0] in {"threading", "multiprocessing",
+                                                                                         "subprocess", "concurrent"}})
+    assert not engine, f"{path.name} runs engine machinery itself: {engine}"
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 260, f"{path.name} is too long for a view"
