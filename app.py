@@ -1,12 +1,21 @@
-"""FaceLab — the Streamlit entry point: page navigation only; each page lives in pages/."""
+"""FaceLab — the Streamlit entry point: the session's workspace and page navigation; each page lives in pages/.
+
+Every run first makes the session's workspace current (``pages.common.session_workspace``, which also
+switches the process into serving browsers: per-user folders are then unreachable without a workspace).
+"""
 
 from pathlib import Path
 
 import streamlit as st
 
-from pages.common import NAVIGATED
+from core.services.maintenance import clean_at_startup, home_problem
+from pages.common import NAVIGATED, session_workspace
 
 st.set_page_config(page_title="FaceLab", page_icon=str(Path(__file__).parent / ".streamlit" / "facelab.png"), layout="wide")
+clean_at_startup()  # once per server process: what a killed process left behind goes
+session_workspace()
+if problem := home_problem():  # on every page, before any action fails on it
+    st.warning(f"Nothing can be saved now: {problem}")
 
 navigation = st.navigation(
     [

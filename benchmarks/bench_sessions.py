@@ -42,14 +42,15 @@ def rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    """``streamlit run app.py`` on a free loopback port with its own FaceLab home; (process, URL) once healthy."""
+def start_server(home: Path, code: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    """``streamlit run app.py`` of the checkout ``code`` on a free loopback port with its own FaceLab home;
+    (process, URL) once healthy."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "FACELAB_HOME": str(home), "FACELAB_DATASET_DIRS": str(SHARED)}
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -15,6 +15,7 @@ the most preferred backbone usable on this machine); models load once per proces
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 
 from core.compare.calibration import Calibration
 from core.compare.verification import Verdict
-from core.images import encode_png
+from core.images import encode_png, read_file
 from core.images import load_image as _decode
 from core.pipeline.backbones import BACKBONES, default_backbone
 from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
@@ -73,16 +74,21 @@ def _encoded(image: Image) -> bytes:
         return image
     if isinstance(image, np.ndarray):
         return encode_png(image)
-    return Path(image).read_bytes()
+    return read_file(image)
 
 
 def verify(image1: Image, image2: Image, detector: str = DEFAULT_DETECTOR, backbone: str | None = None,
            align: bool = True, calibration: Calibration | None = None) -> Verdict:
-    """Same person? The largest face of each photo, compared with ``calibration`` or else the newest one made
-    with this pipeline, or else the backbone's documented thresholds (``verdict.threshold_source`` says which)."""
+    """Same person? The largest face of each photo, compared with ``calibration`` or else the newest sound one
+    made with this pipeline (unsound ones are skipped with a warning saying why), or else the backbone's
+    documented thresholds (``verdict.threshold_source`` says which)."""
     chosen = pipeline(detector, backbone, align)
     first, second = verify_service.analyse_photos(chosen, [(_encoded(image1), "image1"), (_encoded(image2), "image2")])
-    calibration = calibration or calibrate_service.find_calibration(chosen)
+    if calibration is None:
+        choice = calibrate_service.choose_calibration(chosen)
+        for note in choice.notes:
+            warnings.warn(note, stacklevel=2)
+        calibration = choice.calibration
     return verify_service.compare(chosen, first.face(0), second.face(0), calibration)
 
 

@@ -5,7 +5,8 @@ A run folder ``<runs_dir>/<run_id>/`` holds the head (``head.json`` plus ``model
 optional ``gallery.npz`` extras and, written last, ``run.json``. Saving writes into a private
 ``.tmp-…`` folder and renames it into place, so a crash or a second session saving at the same
 moment can never leave a half-written run that looks usable; listing ignores ``.tmp-…`` folders
-and ``cleanup_stale`` removes old ones. A run the user stopped is saved with status "stopped".
+and start-up cleaning (``core.files.remove_stale``) removes those a killed process left. A run the
+user stopped is saved with status "stopped".
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import re
 import secrets
 import shutil
 import tempfile
-import time
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 
 from core.config import limits, runs_dir
-from core.files import write_json_atomic
+from core.data.names import clean_text
+from core.files import TEMP_PREFIX, children, publish_dir, temporary_dir, write_json_atomic
 from core.training.config import TrainConfig, TrainResult
 from core.training.heads import Head, load_head
 
 RUN_FILE = "run.json"
 ACTIVE_FILE = "active.json"
 GALLERY_FILE = "gallery.npz"
-TMP_PREFIX = ".tmp-"
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 STATUSES = ("complete", "stopped")
 
@@ -111,10 +111,15 @@ def _existing_run(run_id: str) -> Path:
     return path
 
 
-def _check_name(name: str) -> str:
+def check_run_name(name: str) -> str:
+    """A run's display name as stored: one line, NFC, without characters that hide or reorder text.
+
+    Callers check a name the user typed before training, so a bad one is refused before minutes of work.
+    """
     name = " ".join(str(name).split())
     if not name:
         raise ValueError("a run name cannot be empty.")
+    name = clean_text(name, "run name")
     if len(name) > limits().max_name_length:
         raise ValueError(f"a run name can be at most {limits().max_name_length} characters; got {len(name)}.")
     return name
@@ -157,7 +162,7 @@ def save_run(result: TrainResult, config: TrainConfig, extras: dict[str, np.ndar
     created = datetime.now(timezone.utc).isoformat(timespec="microseconds")  # fine enough to order quick saves
     record = {
         "id": run_id,
-        "name": _check_name(name) if name is not None else _default_name(config, result.stopped),
+        "name": check_run_name(name) if name is not None else _default_name(config, result.stopped),
         "created": created,
         "seconds": round(float(result.seconds), 3),
         "status": "stopped" if result.stopped else "complete",
@@ -169,9 +174,8 @@ def save_run(result: TrainResult, config: TrainConfig, extras: dict[str, np.ndar
         "test_accuracy": _accuracy(test_metrics),
         "warnings": list(result.warnings),
     }
-    root = runs_dir()
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{run_id}-", dir=root))
-    try:
+    final = runs_dir() / run_id
+    with temporary_dir(final.parent, run_id) as tmp:
         result.head.save(tmp)
         _write_json(tmp / "labels.json", list(result.labels))
         _write_json(tmp / "config.json", config.to_dict())
@@ -180,13 +184,7 @@ def save_run(result: TrainResult, config: TrainConfig, extras: dict[str, np.ndar
         if arrays:
             np.savez(tmp / GALLERY_FILE, **arrays)
         _write_json(tmp / RUN_FILE, record)  # last: its presence marks a finished folder
-        final = root / run_id
-        if final.exists():
-            raise FileExistsError(f"run {run_id} already exists.")
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        publish_dir(tmp, final, None)
     return _info(final, record)
 
 
@@ -231,7 +229,7 @@ def run_config(run: str | RunInfo) -> dict[str, Any]:
 def list_runs() -> list[RunInfo]:
     """Every finished run, newest first; folders that are not runs (temporary, damaged) are left out."""
     runs = []
-    for path in runs_dir().iterdir():
+    for path in children(runs_dir()):
         if not RUN_ID.fullmatch(path.name) or not (path / RUN_FILE).is_file():
             continue
         try:
@@ -245,7 +243,7 @@ def rename_run(run_id: str, name: str) -> RunInfo:
     """Give a run a new display name (its folder and id stay)."""
     path = _existing_run(run_id)
     record = _read_json(path / RUN_FILE)
-    record["name"] = _check_name(name)
+    record["name"] = check_run_name(name)
     _write_json(path / RUN_FILE, record)
     return _info(path, record)
 
@@ -253,7 +251,7 @@ def rename_run(run_id: str, name: str) -> RunInfo:
 def delete_run(run_id: str) -> None:
     """Remove a run; it disappears from listings at once, even while its files are being removed."""
     path = _existing_run(run_id)
-    doomed = runs_dir() / f"{TMP_PREFIX}deleted-{run_id}-{secrets.token_hex(3)}"
+    doomed = runs_dir() / f"{TEMP_PREFIX}deleted-{run_id}-{secrets.token_hex(3)}"
     was_active = active_run() == run_id
     os.replace(path, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
@@ -277,39 +275,33 @@ def active_run() -> str | None:
         return None
 
 
-def cleanup_stale(max_age_seconds: float = 3600.0) -> int:
-    """Remove ``.tmp-…`` leftovers of crashed saves older than ``max_age_seconds``; returns how many.
-
-    The age limit keeps a save that another session is writing right now safe.
-    """
-    removed = 0
-    cutoff = time.time() - max_age_seconds
-    for path in runs_dir().glob(f"{TMP_PREFIX}*"):
-        try:
-            if path.stat().st_mtime > cutoff:
-                continue
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-            removed += 1
-        except FileNotFoundError:
-            continue
-    return removed
-
-
-def _zip_folder(folder: Path, prefix: str) -> bytes:
-    """Every file below ``folder`` as zip bytes, under ``prefix/``."""
+def _zip_folder(folder: Path, prefix: str, replaced: dict[str, bytes] | None = None) -> bytes:
+    """Every file below ``folder`` as zip bytes, under ``prefix/``; ``replaced`` gives other contents for some of
+    them (by path relative to ``folder``)."""
+    replaced = replaced or {}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            archive.write(file, f"{prefix}/{file.relative_to(folder).as_posix()}")
+            name = file.relative_to(folder).as_posix()
+            if name in replaced:
+                archive.writestr(f"{prefix}/{name}", replaced[name])
+            else:
+                archive.write(file, f"{prefix}/{name}")
     return buffer.getvalue()
 
 
 def export_run_zip(run_id: str) -> bytes:
-    """The whole run folder as zip bytes (entries under ``<run_id>/``), for a download button or the CLI."""
-    return _zip_folder(_existing_run(run_id), run_id)
+    """The whole run folder as zip bytes (entries under ``<run_id>/``), for a download button or the CLI.
+
+    The stored ``config.json`` holds the dataset's server path (predicting finds its test split by it); the
+    exported copy names the dataset by its folder name only, so a download shows nothing of the server's disk.
+    """
+    path = _existing_run(run_id)
+    config = run_config(run_id)
+    if config.get("dataset"):
+        config["dataset"] = Path(config["dataset"]).name
+    shared = json.dumps(config, indent=2, default=_json_default).encode()
+    return _zip_folder(path, run_id, {"config.json": shared} if config else None)
 
 
 def export_savedmodel_zip(run_id: str) -> bytes:
@@ -332,7 +324,7 @@ def export_savedmodel(run_id: str, dest: Path | str) -> Path:
         raise ValueError(f"run {run_id} uses the '{loaded.head.kind}' head, which has no Keras model to export; "
                          "export the run as a zip instead.")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}-", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{dest.name}-", dir=dest.parent))
     try:
         loaded.head.model.export(str(tmp), format="tf_saved_model", verbose=False)
         _write_json(tmp / "labels.json", loaded.labels)

@@ -18,11 +18,13 @@ from core.data.audit import FACES_COLUMN, Audit, problem_count, with_face_counts
 from core.data.layout import fingerprint
 from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS, count_faces
 from pages.common import (
+    chart_text,
     dataset_audit,
     dataset_picker,
     detector,
     ensure_app_navigation,
     gallery,
+    plain,
     progress_callback,
     show_flash,
     user_errors,
@@ -43,13 +45,15 @@ def show_charts(result: Audit) -> None:
         st.warning("No labelled, readable photo found: nothing to chart.")
         return
     long = table.reset_index().melt(id_vars="person", var_name="split", value_name="images")
+    long["person"] = long["person"].map(chart_text)
     st.plotly_chart(px.bar(long, x="person", y="images", color="split", barmode="stack",
                            title="Photos per person and split"), key="ds_split_chart")
     per_person = result.per_person.sort_values(ascending=False).rename("images").reset_index()
+    per_person["person"] = per_person["person"].map(chart_text)
     figure = px.bar(per_person, x="person", y="images", title="Photos per person (all splits)")
     figure.add_hline(y=float(per_person["images"].mean()), line_dash="dot", annotation_text="mean")
     st.plotly_chart(figure, key="ds_person_chart")
-    ok = result.images[result.images["ok"]].assign(file=lambda f: f["path"].map(lambda p: p.name))
+    ok = result.images[result.images["ok"]].assign(file=lambda f: f["path"].map(lambda p: chart_text(p.name)))
     st.plotly_chart(px.scatter(ok, x="width", y="height", color="split", hover_name="file",
                                title="Image sizes (pixels)"), key="ds_size_chart")
 
@@ -146,7 +150,7 @@ def import_tab() -> None:
         with user_errors("Import refused"):
             report = zipimport.import_zip(upload.getvalue(), name.strip() or Path(upload.name).stem,
                                          overwrite=overwrite)
-            st.success(f"Imported {report.images} photos of {len(report.people)} people as '{report.name}'. "
+            st.success(f"Imported {report.images} photos of {len(report.people)} people as '{plain(report.name)}'. "
                        "Pick it in the Audit tab.")
             if report.skipped:
                 st.warning(f"{len(report.skipped)} file(s) were not kept:")

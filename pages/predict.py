@@ -33,7 +33,7 @@ from core.services.predict import (
     summarize,
     uploaded_photos,
 )
-from pages.common import dataset_picker, ensure_app_navigation, progress_callback, user_errors
+from pages.common import dataset_picker, ensure_app_navigation, plain, progress_callback, user_errors
 from pages.components.predict_views import show_detail, show_gallery
 
 ensure_app_navigation()
@@ -66,8 +66,8 @@ def pick_source(predictor: Predictor) -> PhotoSet | None:
         try:
             return run_test_split(predictor)
         except DatasetGone as gone:
-            st.warning(f"The run's dataset folder ({gone.root}) is not on this server any more; "
-                       "pick another dataset or upload photos.")
+            st.warning(plain(f"The test photos of the run's dataset cannot be shown: {gone}. "
+                             "Pick another dataset or upload photos."))
             return None
     if choice == SOURCES[1]:
         root = dataset_picker("Dataset", key="pr_dataset")
@@ -91,7 +91,8 @@ def predicted_batch(run_id: str, predictor: Predictor, request: PhotoSet) -> Bat
 
     def predict(photos: PhotoSet) -> list[PhotoPrediction]:
         bar = st.progress(0.0, text="Predicting…")
-        predicted = predictor.predict(photos.sources, photos.truths, progress=progress_callback(bar, "Predicting"))
+        predicted = predictor.predict(photos.sources, photos.truths, progress=progress_callback(bar, "Predicting"),
+                                      root=photos.root)
         bar.empty()
         return predicted
 
@@ -132,12 +133,14 @@ def show_summary(photos: list[PhotoPrediction], known: list[str]) -> None:
     for column, (label, value) in zip(st.columns(len(figures)), figures):
         column.metric(label, value)
     for name, error in summary.errors:
-        st.error(f"{name}: {error}")
+        st.error(plain(f"{name}: {error}"))
+    for name, note in summary.capped:
+        st.info(plain(f"{name}: {note} (FACELAB_MAX_FACES)."))
     strangers = summary.strangers
     if strangers:
-        st.caption(f"{len(strangers)} person(s) in these photos are not known to the run "
-                   f"({', '.join(strangers[:5])}{'…' if len(strangers) > 5 else ''}): the best answer for them "
-                   "is 'unknown', which the accuracy counts as wrong.")
+        st.caption(plain(f"{len(strangers)} person(s) in these photos are not known to the run "
+                         f"({', '.join(strangers[:5])}{'…' if len(strangers) > 5 else ''}): the best answer for them "
+                         "is 'unknown', which the accuracy counts as wrong."))
     rows = per_person(photos)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
@@ -181,7 +184,7 @@ def main() -> None:
     st.subheader("Unknown faces")
     rule = pick_rule(run_id, predictor)
     photos = relabel(batch.photos, rule)
-    st.subheader(f"Summary: {batch.label}")
+    st.subheader(f"Summary: {plain(batch.label)}")
     show_summary(photos, predictor.run.labels)
     show_downloads(run_id, predictor, batch, photos)
     st.subheader("Gallery")

@@ -18,6 +18,7 @@ from core.pipeline import weights
 from core.pipeline.backbones import BACKBONES, default_backbone
 from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
 from core.pipeline.embeddings import Pipeline
+from core.runs import check_run_name
 from core.services.jobs import duration
 from core.services.train import TrainJob, check_trainable, estimate, start_training
 from core.training.config import CLASS_WEIGHTINGS, TrainConfig
@@ -29,6 +30,8 @@ from pages.common import (
     detector,
     ensure_app_navigation,
     flash,
+    plain,
+    session_workspace,
     show_flash,
     user_errors,
 )
@@ -143,7 +146,7 @@ def show_estimate(root: Path, detector_name: str, backbone_name: str, align: boo
     """The service's estimate of the run's length, from the plug-ins' declared costs and the embedding cache."""
     with st.spinner("Checking which photos are already embedded…"):
         found = estimate(root, detector_name, backbone_name, align, config)
-    st.info(f"Estimated time: about **{duration(found.seconds)}** — {found.details}. This is a rough estimate "
+    st.info(f"Estimated time: about **{duration(found.seconds)}** — {plain(found.details)}. This is a rough estimate "
             "for this server's CPU; early stopping often ends training sooner.")
 
 
@@ -188,8 +191,9 @@ def settings_and_start() -> None:
                 raise ValueError("no face detector is usable on this server.")
             check_trainable(root)
             config.validate()
+            name = check_run_name(name) if name.strip() else None  # refused now, not after the training
             pipeline = Pipeline(detector(detector_name), backbone(backbone_name), align=align)
-            st.session_state[JOB] = start_training(root, pipeline, config, name.strip() or None)
+            st.session_state[JOB] = start_training(root, pipeline, config, name)
             st.rerun()
 
 
@@ -210,6 +214,7 @@ def stop_button(job: TrainJob) -> None:
 @st.fragment(run_every=1.0)
 def live_view() -> None:
     """Redrawn every second while the job runs: progress and curves."""
+    session_workspace()  # a fragment's own runs skip app.py
     job = st.session_state.get(JOB)
     if job is None:
         return
@@ -242,7 +247,7 @@ def job_section() -> None:
     elif now.outcome is not None:
         show_outcome(now.outcome)
     else:
-        st.error(f"Training did not finish: {now.error}")
+        st.error(plain(f"Training did not finish: {now.error}"))
 
 
 st.title("Train")

@@ -21,7 +21,7 @@ from core.pipeline.embeddings import Pipeline
 from core.services import calibrate as calibrate_service
 from core.services import gallery as gallery_service
 from core.services import verify as service
-from pages.common import choose, dataset_picker, ensure_app_navigation, progress_callback, user_errors
+from pages.common import choose, dataset_picker, ensure_app_navigation, plain, progress_callback, user_errors
 from pages.components import verify_views as views
 
 ensure_app_navigation()
@@ -106,14 +106,14 @@ def pick_face(n: int, pipeline: Pipeline, root: Path | None) -> tuple[str, servi
     digest = content_hash(data)
     analysis, problem = analyse(digest, name, pipeline.key, pipeline, data)
     if isinstance(problem, service.NoFaceError):
-        st.warning(str(problem))
+        st.warning(plain(problem))
         return None
     if problem is not None or analysis is None:
-        st.error(f"Photo {n} cannot be used: {problem}")
+        st.error(plain(f"Photo {n} cannot be used: {problem}"))
         return None
     index = 0
     if len(analysis.faces) > 1:
-        st.image(analysis.overview, caption=f"{len(analysis.faces)} faces found, numbered by size")
+        st.image(analysis.overview, caption=f"{analysis.note or f'{len(analysis.faces)} faces found'}, numbered by size")
         index = st.selectbox("Which face?", range(len(analysis.faces)), key=f"vf_face{n}",
                              format_func=lambda i: f"face {i + 1}")
     return digest, analysis.faces[index]
@@ -137,8 +137,8 @@ def load_gallery(pipeline: Pipeline, root: Path) -> gallery_service.Gallery:
         found = galleries().load(pipeline, root, progress=progress_callback(bar, "Embedding the dataset"))
         bar.empty()
     if found.no_face:
-        st.caption(f"{len(found.no_face)} photo(s) without a detected face were left out: "
-                   + ", ".join(found.no_face[:10]) + (" …" if len(found.no_face) > 10 else ""))
+        st.caption(plain(f"{len(found.no_face)} photo(s) without a detected face were left out: "
+                         + ", ".join(found.no_face[:10]) + (" …" if len(found.no_face) > 10 else "")))
     return found
 
 
@@ -155,7 +155,7 @@ def show_calibration(pipeline: Pipeline, root: Path | None, calibration: Calibra
     target = None
     if rule == "target false-accept rate":
         target = st.number_input("Target false-accept rate", 0.0, 1.0, 0.01, 0.005, format="%.3f", key="vf_far")
-    if st.button(f"Calibrate on {root.name}", key="vf_calibrate"):
+    if st.button(f"Calibrate on {plain(root.name)}", key="vf_calibrate"):
         with user_errors("Calibration failed"):
             calibrate_service.calibrate_gallery(pipeline, load_gallery(pipeline, root), target)
             st.rerun()  # the verdict above is drawn before this button: redraw it with the new thresholds
@@ -176,7 +176,11 @@ if pipeline is None:
 calibration = None
 if root is not None:
     with user_errors("The reference dataset cannot be read"):
-        calibration = calibrate_service.find_calibration(pipeline, root)
+        choice = calibrate_service.choose_calibration(pipeline, root)  # an unsound calibration is refused, with why
+        calibration = choice.calibration
+        for note in choice.notes:
+            st.warning(plain(f"Calibration not used, {note}. Verdicts use the backbone's default thresholds "
+                             "until the dataset's labels are fixed and it is calibrated again."))
 
 picked: list[tuple[str, service.FaceView]] = []  # (photo content hash, chosen face)
 for n, column in enumerate(st.columns(2), 1):
@@ -202,7 +206,7 @@ elif chosen:
 show_calibration(pipeline, root, calibration)
 
 if root is not None and chosen:
-    if galleries().get(pipeline, root) is not None or st.button(f"Search {root.name} and map its embeddings",
+    if galleries().get(pipeline, root) is not None or st.button(f"Search {plain(root.name)} and map its embeddings",
                                                                 key="vf_search"):
         with user_errors("Search failed"):
             found = load_gallery(pipeline, root)

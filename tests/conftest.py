@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +28,31 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+PAGE_WORKSPACE = "facelab-test-workspace"  # a well-formed workspace id (22 characters) for AppTest pages
+
+
 @pytest.fixture(autouse=True)
-def facelab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test writes into its own FaceLab home, never into the repository."""
+def facelab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test writes into its own FaceLab home, never into the repository. A test that ran app.py (AppTest)
+    leaves the process serving browsers, and app.py as ``__main__`` (which a process started with "spawn" runs
+    again, opening a workspace of its own there): the next test inherits neither."""
+    from core.config import serve_browsers
+
     home = tmp_path / "facelab_home"
     monkeypatch.setenv("FACELAB_HOME", str(home))
-    return home
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    yield home
+    serve_browsers(False)
+
+
+@pytest.fixture
+def workspace() -> Iterator[str]:
+    """The test's thread works in the workspace :func:`open_page` opens the app in (after app.py ran, the per-user
+    folders need one)."""
+    from core.config import use_workspace
+
+    with use_workspace(PAGE_WORKSPACE):
+        yield PAGE_WORKSPACE
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +94,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def live_app(tmp_path_factory: pytest.TempPathFactory):
-    """A real FaceLab server on a free loopback port, with the shared datasets exposed; yields its URL."""
+def exposed_datasets() -> Path:
+    """The folder of datasets live_app's server offers every user (FACELAB_DATASET_DIRS); a module may override it."""
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory: pytest.TempPathFactory, exposed_datasets: Path):
+    """A real FaceLab server on a free loopback port, with ``exposed_datasets`` exposed; yields its URL."""
     import subprocess
     import time
     import urllib.request
@@ -82,7 +109,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("live_home")
     port = _free_port()
     log_path = home / "server.log"
-    env = {**os.environ, "FACELAB_HOME": str(home), "FACELAB_DATASET_DIRS": str(SHARED_DATASETS)}
+    env = {**os.environ, "FACELAB_HOME": str(home), "FACELAB_DATASET_DIRS": str(exposed_datasets)}
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
@@ -109,6 +136,13 @@ def live_app(tmp_path_factory: pytest.TempPathFactory):
             server.kill()
 
 
+def workspace_of(page) -> str:  # noqa: ANN001 - a Playwright page
+    """The workspace id a browser page is in (its ``?workspace=`` query parameter)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    return parse_qs(urlsplit(page.url).query)["workspace"][0]
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium driven by Playwright (never a downloaded browser)."""
@@ -133,14 +167,24 @@ def page(browser, live_app):
     context.close()
 
 
-def open_page(page: str, timeout: float = 180, **session_state: object):
+def displayed(markdown: str) -> str:
+    """What a reader sees of Markdown that ``pages.common.plain`` made literal: backslash escapes and the
+    invisible word joiners that break bare links taken out (AppTest gives an element's Markdown source)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
+
+
+def open_page(page: str, timeout: float = 180, workspace: str | None = None, **session_state: object):
     """An AppTest of the whole app switched to ``page`` (e.g. "pages/verify.py"), with ``session_state`` preset.
 
-    Going through app.py exercises the real navigation; the page must render without an exception.
+    Going through app.py exercises the real navigation; the page must render without an exception. The app
+    opens ``workspace``, by default the test thread's (see the ``workspace`` fixture), else PAGE_WORKSPACE.
     """
     from streamlit.testing.v1 import AppTest
 
+    from core.config import current_workspace
+
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    at.query_params["workspace"] = workspace or current_workspace() or PAGE_WORKSPACE
     at.run()
     for key, value in session_state.items():
         at.session_state[key] = value

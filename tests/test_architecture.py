@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first: a module may import its own layer and those below it, never one above.
 LAYERS: list[tuple[str, ...]] = [
-    ("core.config", "core.files", "core.images", "core.registry", "core.drawing"),
+    ("core.config", "core.files", "core.images", "core.registry", "core.drawing", "core.workspaces"),
     ("core.data",),
     ("core.pipeline",),
     ("core.compare",),

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -338,20 +342,88 @@ def test_worker_processes_give_the_in_process_descriptors(dlib_resnet, celebrity
     assert pool.describe(chips[:1], 0).shape == (1, 128)  # fewer chips than workers
 
 
-def test_a_dead_worker_falls_back_to_this_process(celebrity_faces, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def private_pool(monkeypatch: pytest.MonkeyPatch):
+    """A dlib backbone with its own pool of two workers (not the session's), closed afterwards."""
     from core.pipeline.backbones import _dlib_pool
-    from core.pipeline.backbones.dlib_resnet import DlibResNet, model_path
+    from core.pipeline.backbones.dlib_resnet import DlibResNet
 
-    monkeypatch.setattr(_dlib_pool, "_pools", {})  # a private pool for this test, not the session's
+    monkeypatch.setattr(_dlib_pool, "_pools", {})
+    monkeypatch.setenv(_dlib_pool.WORKERS_ENV, "2")
     backbone = DlibResNet(flip_average=False)
-    chip = backbone.align(*celebrity_faces["elton_john"][0]).crop[None]
-    expected = backbone.embed(chip)
-    pool = _dlib_pool.pool_for(model_path())
+    pool = _dlib_pool.pool_for(backbone._path)
+    yield backbone, pool
+    pool.close()
+
+
+def pids(pool) -> list[int]:
+    return [worker.process.pid for worker in pool._workers]
+
+
+def test_a_dead_worker_is_restarted(private_pool, celebrity_faces) -> None:
+    from core.pipeline.backbones import _dlib_pool
+
+    backbone, pool = private_pool
+    chips = np.stack([backbone.align(image, face).crop for image, face in celebrity_faces["elton_john"][:2]])
+    expected = backbone.embed(chips)
+    killed = pids(pool)
     for worker in pool._workers:
         worker.process.kill()
         worker.process.wait()
-    np.testing.assert_array_equal(backbone.embed(chip), expected)
-    assert _dlib_pool.pool_for(model_path()) is None  # in-process from now on
+    np.testing.assert_array_equal(backbone.embed(chips), expected)  # this request: computed in-process
+    assert _dlib_pool.pool_for(backbone._path) is pool  # not given up for the life of the server …
+    assert not set(pids(pool)) & set(killed) and all(w.process.poll() is None for w in pool._workers)
+    np.testing.assert_array_equal(pool.describe(chips, 0), expected)  # … the fresh workers answer
+
+
+def test_a_stalled_worker_is_killed_and_restarted(private_pool, celebrity_faces,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGSTOP used to hang embedding in every session forever; now the request falls back after its deadline."""
+    from core.pipeline.backbones import _dlib_pool
+
+    backbone, pool = private_pool
+    chips = np.stack([backbone.align(image, face).crop for image, face in celebrity_faces["elton_john"][:4]])
+    expected = backbone.embed(chips)  # the workers are up (a start on a busy machine takes seconds)
+    monkeypatch.setattr(_dlib_pool, "REQUEST_SECONDS", 2.0)
+    monkeypatch.setattr(_dlib_pool, "CHIP_SECONDS", 0.5)
+    stalled = pool._workers[0].process
+    os.kill(stalled.pid, signal.SIGSTOP)
+    try:
+        outcome: list[np.ndarray] = []
+        caller = threading.Thread(target=lambda: outcome.append(backbone.embed(chips)), daemon=True)
+        caller.start()
+        caller.join(timeout=60)
+        assert not caller.is_alive(), "embedding still hangs on the stopped worker"
+    finally:
+        stalled.send_signal(signal.SIGCONT)  # never leave a stopped process behind (a no-op once it is gone)
+    np.testing.assert_array_equal(outcome[0], expected)
+    assert stalled.poll() is not None  # killed, not left stopped
+    assert stalled.pid not in pids(pool) and _dlib_pool.pool_for(backbone._path) is pool
+    np.testing.assert_array_equal(pool.describe(chips, 0), expected)
+
+
+def test_workers_that_cannot_start_are_not_restarted_forever(tmp_path: Path) -> None:
+    """A worker that ends by itself before it is ready (no model here) makes the caller give the pool up."""
+    from core.pipeline.backbones import _dlib_pool
+
+    pool = _dlib_pool.DescriptorPool(tmp_path / "missing.dat", 1)
+    with pytest.raises(_dlib_pool.NotStarted):
+        pool.describe(np.zeros((1, 150, 150, 3), np.uint8), 0)
+    assert all(worker.process.poll() is not None for worker in pool._workers)
+
+
+def test_workers_ignore_ctrl_c(private_pool, celebrity_faces) -> None:
+    """Ctrl-C in a terminal reaches the whole process group: the workers leave the decision to the parent."""
+    backbone, pool = private_pool
+    chips = np.stack([backbone.align(image, face).crop for image, face in celebrity_faces["elton_john"][:2]])
+    expected = pool.describe(chips, 0)  # the workers are up
+    before = pids(pool)
+    for pid in before:
+        os.kill(pid, signal.SIGINT)
+    time.sleep(1)
+    assert all(worker.process.poll() is None for worker in pool._workers)
+    np.testing.assert_array_equal(pool.describe(chips, 0), expected)
+    assert pids(pool) == before
 
 
 def test_worker_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_dataset
+from tests.conftest import shared_dataset, workspace_of
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -117,8 +117,9 @@ def test_build_audit_train_predict_verify(page, live_app, artifacts_dir: Path) -
     page.goto(f"{url}/dataset")
     page.get_by_role("heading", name="Dataset").first.wait_for(timeout=60_000)
     build_dataset(page, people)
+    datasets = home / "workspaces" / workspace_of(page) / "datasets"  # the session's own workspace
     for split, n in zip(("train", "validation", "test"), expected):  # really on disk, in the fresh home
-        assert sum(1 for _ in (home / "datasets" / DATASET / split).glob("*/*")) == n
+        assert sum(1 for _ in (datasets / DATASET / split).glob("*/*")) == n
     settle(page)
     screenshot(page, artifacts_dir / "journey_1_builder.png")
 

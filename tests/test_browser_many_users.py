@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SHARED_DATASETS, shared_dataset
+from tests.conftest import SHARED_DATASETS, shared_dataset, workspace_of
 from tests.test_browser_journey import MODEL_WAIT, PHOTOS, choose, expect, metric, settle, type_into
 
 pytestmark = pytest.mark.browser
@@ -178,9 +178,10 @@ def scenario(open_session, live_app, tmp_path_factory: pytest.TempPathFactory, a
         seen.texts[name] = page.locator("body").inner_text()
         page.screenshot(path=str(artifacts_dir / f"many_users_{name}.png"))
 
-    # 4 · After the trainer stopped, the idle user opens the Predict page and the visitor reloads Train.
+    # 4 · After the trainer stopped, the idle user opens the Predict page and the visitor reloads Train: each works in
+    # a workspace of their own, so neither finds the trainer's run.
     idle.get_by_test_id("stSidebarNav").get_by_role("link", name="Predict").click()
-    idle.get_by_text("24 of 24 photo(s)").wait_for(timeout=MODEL_WAIT)
+    idle.get_by_text("No trained run yet").wait_for(timeout=MODEL_WAIT)
     seen.pages["visitor"].reload()
     seen.pages["visitor"].get_by_role("heading", name="Runs").wait_for(timeout=MODEL_WAIT)
     print("\n| while another user trains | seconds |\n|---|---:|")
@@ -212,8 +213,9 @@ def test_nobody_sees_another_users_uploads_verdict_or_job(scenario: Scenario) ->
 
 
 def test_exactly_one_run_with_the_trainers_settings(scenario: Scenario) -> None:
-    runs = [p for p in (scenario.home / "runs").iterdir() if (p / "run.json").is_file()]
+    runs = [p.parent for p in scenario.home.glob("workspaces/*/runs/*/run.json")]
     assert len(runs) == 1, runs
+    assert runs[0].parent.parent.name == workspace_of(scenario.pages["trainer"]), "in the trainer's workspace"
     config = json.loads((runs[0] / "config.json").read_text(encoding="utf-8"))
     assert (config["detector"], config["backbone"], config["epochs"], config["batch_size"],
             config["early_stopping_patience"]) == ("dlib-hog", "dlib-resnet", EPOCHS, 1, 0)
@@ -221,9 +223,12 @@ def test_exactly_one_run_with_the_trainers_settings(scenario: Scenario) -> None:
     assert json.loads((runs[0] / "run.json").read_text(encoding="utf-8"))["status"] == "stopped"
     trainer = scenario.pages["trainer"]
     assert trainer.get_by_text("stopped by you").count() == 1
-    # the others now see that one run: the idle user names the test photos with it, the visitor lists it
-    assert scenario.pages["idle"].get_by_text("Summary: the test split of five_celebrity_faces").count() == 1
-    expect(scenario.pages["visitor"].get_by_test_id("stDataFrame")).to_have_count(1, timeout=30_000)
+    # the others do not see that run: it is the trainer's (workspaces); the idle user has none to predict with,
+    # the visitor's runs table is empty
+    assert scenario.pages["idle"].get_by_text("No trained run yet").count() == 1
+    assert scenario.pages["idle"].get_by_text("Summary: the test split of five_celebrity_faces").count() == 0
+    expect(scenario.pages["visitor"].get_by_text("No run yet: train one above.")).to_have_count(1, timeout=30_000)
+    expect(scenario.pages["visitor"].get_by_test_id("stDataFrame")).to_have_count(0)
 
 
 def test_other_users_pages_render_while_the_epochs_run(scenario: Scenario) -> None:

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_dataset
+from core.config import use_workspace
+from tests.conftest import PAGE_WORKSPACE, shared_dataset
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def server_with_run(live_app: tuple[str, Path]) -> str:
-    """The live server's URL, after a run was saved in its FaceLab home (trained here, in-process)."""
+    """The live server's URL, after a run was saved in a workspace of its FaceLab home (trained here, in-process);
+    the URL opens that workspace."""
     dataset = shared_dataset("five_celebrity_faces")
     from core.pipeline.backbones import BACKBONES
     from core.pipeline.detection import DETECTORS
@@ -22,7 +24,7 @@ def server_with_run(live_app: tuple[str, Path]) -> str:
     from core.training.config import TrainConfig
 
     url, home = live_app
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, use_workspace(PAGE_WORKSPACE):
         patch.setenv("FACELAB_HOME", str(home))
         pipeline = Pipeline(DETECTORS.get("dlib-hog"), BACKBONES.get("dlib-resnet"))
         train_on_dataset(dataset, pipeline, TrainConfig(head="centroid"))
@@ -49,7 +51,7 @@ def choose(page, label: str, option: str) -> None:  # noqa: ANN001
 
 def test_predict_page_gallery_filter_and_detail(page, server_with_run: str, artifacts_dir: Path) -> None:
     page.set_viewport_size({"width": 1400, "height": 3400})  # the whole page fits: Streamlit scrolls inside
-    page.goto(f"{server_with_run}/predict")
+    page.goto(f"{server_with_run}/predict?workspace={PAGE_WORKSPACE}")
     page.get_by_role("heading", name="Predict").first.wait_for(timeout=60_000)
     page.get_by_text("24 of 24 photo(s)").wait_for(timeout=120_000)
     settle(page)

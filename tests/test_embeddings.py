@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.pipeline import embeddings
 from core.pipeline.alignment import AlignedFace
 from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection.base import Detector, Face
@@ -184,15 +185,49 @@ def test_missing_reads_each_photo_once_while_it_is_unchanged(pipeline: Pipeline,
     cache = EmbeddingCache()
     cache.missing(paths, pipeline.key)
     reads: list[Path] = []
-    read_bytes = Path.read_bytes
+    read_file = embeddings.read_file
 
-    def counting(self: Path) -> bytes:
-        reads.append(self)
-        return read_bytes(self)
+    def counting(path: Path | str) -> bytes:
+        reads.append(Path(path))
+        return read_file(path)
 
-    monkeypatch.setattr(Path, "read_bytes", counting)
+    monkeypatch.setattr(embeddings, "read_file", counting)
     assert cache.missing(paths, pipeline.key) == paths
     assert reads == [], "unchanged photos are not read again"
     paths[1].write_bytes(image_bytes(noise_image(seed=99)) + b"changed")
     assert cache.missing(paths, pipeline.key) == paths
     assert reads == [paths[1]], "a changed photo is"
+
+
+class CrowdDetector(CountingDetector):
+    """Thirty faces of thirty sizes in any image (a crowd, or one face tiled)."""
+
+    name = "crowd"
+
+    def _detect(self, image: np.ndarray) -> list[Face]:
+        self.calls += 1
+        return [Face((i, i, 2 + i, 2 + i), 0.9) for i in range(30)]
+
+
+def test_only_the_largest_faces_are_embedded_and_the_photo_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    crowd = Pipeline(CrowdDetector(), MeanColourBackbone())
+    [result] = crowd.embed([("crowd.png", image_bytes(noise_image(64, 64, seed=3)))])
+    assert result.found == 30 and len(result.faces) == 20 and result.embeddings.shape == (20, 3)
+    assert [face.box[2] for face in result.faces] == list(range(31, 11, -1)), "the 20 largest, largest first"
+    assert result.note == "30 faces found, the 20 largest were used"
+    monkeypatch.setenv("FACELAB_MAX_FACES", "40")
+    [result] = crowd.embed([("crowd2.png", image_bytes(noise_image(64, 64, seed=4)))])
+    assert (result.found, len(result.faces), result.note) == (30, 30, "")
+
+
+def test_a_cached_photo_follows_the_face_cap_of_the_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    crowd = Pipeline(CrowdDetector(), MeanColourBackbone())
+    source = ("crowd.png", image_bytes(noise_image(64, 64, seed=5)))
+    crowd.embed([source])
+    monkeypatch.setenv("FACELAB_MAX_FACES", "5")
+    [lower] = crowd.embed([source])
+    assert lower.cached and len(lower.faces) == 5 and lower.embeddings.shape == (5, 3) and len(lower.angles) == 5
+    assert lower.note == "30 faces found, the 5 largest were used" and crowd.detector.calls == 1
+    monkeypatch.setenv("FACELAB_MAX_FACES", "25")
+    [higher] = crowd.embed([source])
+    assert not higher.cached and len(higher.faces) == 25 and crowd.detector.calls == 2, "faces the old cap cut are found again"

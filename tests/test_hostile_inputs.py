@@ -17,7 +17,9 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import datasets_dir
 from core.data import builder
-from tests.conftest import image_bytes, noise_image, open_page
+from tests.conftest import displayed, image_bytes, noise_image, open_page
+
+pytestmark = pytest.mark.usefixtures("workspace")  # the test thread works where the app opened by open_page does
 
 
 def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -57,7 +59,8 @@ def test_verify_page_refuses_unusable_files(name: str) -> None:
     at.selectbox(key="vf_detector").select("dlib-hog").run()
     at.get("file_uploader")[0].upload(name, UNUSABLE[name], "image/jpeg").run()
     assert not at.exception
-    assert any(name in e.value and "cannot be used" in e.value for e in at.error), [e.value for e in at.error]
+    errors = [displayed(e.value) for e in at.error]
+    assert any(name in error and "cannot be used" in error for error in errors), errors
 
 
 @pytest.mark.parametrize("name", sorted(DECODABLE))
@@ -81,7 +84,7 @@ def test_builder_keeps_good_photos_and_names_each_bad_one() -> None:
     assert not at.exception
     kept = builder.list_photos("class", "Amy")
     assert len(kept) == 1 + len(DECODABLE)
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(displayed(e.value) for e in at.error)
     for name in UNUSABLE:
         assert name in errors
 

@@ -132,6 +132,47 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
         load_thumbnail(bomb, 64)
 
 
+def test_default_pixel_limit_refuses_the_60_megapixel_png_from_its_header() -> None:
+    """The 72 KB PNG of issue 11 declared 60 megapixels and took 1.4 GB to decode; the limit is now 24."""
+    bomb = encode(Image.new("1", (7745, 7745)), "PNG")
+    with pytest.raises(ImageError, match=r"7745×7745 pixels, above the limit of 24 megapixels"):
+        load_image(bomb)
+    assert read_info(encode(Image.new("1", (6000, 4000)), "PNG")).width == 6000, "a 24-megapixel photo is fine"
+
+
+def test_a_jpeg_above_the_pixel_limit_is_decoded_at_reduced_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACELAB_MAX_IMAGE_PIXELS", "1000000")
+    halves = np.zeros((1600, 2000, 3), np.uint8)
+    halves[:, :1000] = (220, 30, 30)
+    halves[:, 1000:] = (30, 30, 220)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90° clockwise
+    data = encode(Image.fromarray(halves), "JPEG", exif=exif, quality=95)
+    assert (read_info(data).width, read_info(data).height) == (2000, 1600), "the header's size is reported"
+    array = load_image(data)
+    assert array.shape == (1000, 800, 3), "decoded at half scale (800 000 pixels), then turned upright"
+    assert array[100, 400, 0] > 180 and array[900, 400, 2] > 180, "red above blue once turned"
+    assert load_thumbnail(data, 64).shape == (64, 51, 3)
+    monkeypatch.setenv("FACELAB_MAX_IMAGE_PIXELS", "10000")
+    with pytest.raises(ImageError, match="above the limit of 0.01 megapixels"):
+        load_image(data)  # 250×200 at 1/8 scale is still too many
+
+
+def test_sixteen_bit_images_are_rescaled_band_by_band_like_one_whole() -> None:
+    tall = (np.arange(700 * 5, dtype=np.uint16).reshape(700, 5) * 17 + 300)
+    expected = ((tall.astype(np.float64) - tall.min()) * (255.0 / (tall.max() - tall.min()))).astype(np.uint8)
+    array = load_image(encode(Image.fromarray(tall), "PNG"))
+    assert (array == expected[:, :, None]).all()
+
+
+@pytest.mark.parametrize("shape", [(3000, 4000), (4000, 3000), (1080, 1920), (1920, 1080), (1000, 1001)])
+def test_downscale_gives_the_pixels_of_one_pillow_resize(shape: tuple[int, int]) -> None:
+    image = noise_image(*shape, seed=sum(shape))
+    small, factor = downscale(image, 1280)
+    size = (round(shape[1] * factor), round(shape[0] * factor))
+    assert (small == np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))).all()
+
+
 def test_file_size_limit(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("FACELAB_MAX_IMAGE_BYTES", "1000")
     path = tmp_path / "big.png"

@@ -14,7 +14,9 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import datasets_dir
 from core.data import builder
-from tests.conftest import image_bytes, noise_image, open_page
+from tests.conftest import displayed, image_bytes, noise_image, open_page
+
+pytestmark = pytest.mark.usefixtures("workspace")  # the test thread works where the app opened by open_page does
 
 
 def png(seed: int) -> bytes:
@@ -149,8 +151,8 @@ def test_builder_flow() -> None:
     at.button(key="ds_add_photos").click()
     at.run()
     assert len(builder.list_photos("class", "Amy")) == 4
-    assert any("Added 4 photo(s)" in s.value for s in at.success)
-    assert any("bad.jpg" in e.value for e in at.error)
+    assert any("Added 4 photo(s)" in displayed(s.value) for s in at.success)
+    assert any("bad.jpg" in displayed(e.value) for e in at.error)
     assert any(c.value == "Amy: 4 photo(s)" for c in at.caption)
     first = builder.list_photos("class", "Amy")[0]
     at.button(key=f"ds_remove_{first.name}").click()

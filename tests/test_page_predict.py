@@ -9,38 +9,43 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from core.services.predict import Predictor
-from tests.conftest import image_bytes, noise_image, open_page, shared_dataset
+from tests.conftest import PAGE_WORKSPACE, displayed, image_bytes, noise_image, open_page, shared_dataset
+
+pytestmark = pytest.mark.usefixtures("workspace")  # the test thread works where the app opened by open_page does
 
 TRAIN_PER_PERSON = 4
 
 
 @pytest.fixture(scope="module")
 def run_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A FaceLab home holding one centroid run (dlib HOG + dlib ResNet) on a slimmed copy of five_celebrity.
+    """A FaceLab home holding one centroid run (dlib HOG + dlib ResNet) on a slimmed copy of five_celebrity, both
+    in the page tests' workspace (a browser user may open only their own or shared datasets).
 
     Four training photos per person keep the module fast and leave the model a few mistakes to filter on;
     the test split is the full one (24 photos).
     """
     source = shared_dataset("five_celebrity_faces")
+    from core.config import datasets_dir, use_workspace
     from core.pipeline.backbones import BACKBONES
     from core.pipeline.detection import DETECTORS
     from core.pipeline.embeddings import Pipeline
     from core.services.train import train_on_dataset
     from core.training.config import TrainConfig
 
-    root = tmp_path_factory.mktemp("slim") / "five_slim"
-    for split, keep in (("train", TRAIN_PER_PERSON), ("validation", 1), ("test", None)):
-        for person in sorted((source / split).iterdir()):
-            for photo in sorted(person.iterdir())[:keep]:
-                (root / split / person.name).mkdir(parents=True, exist_ok=True)
-                shutil.copy(photo, root / split / person.name / photo.name)
     home = tmp_path_factory.mktemp("page_home")
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, use_workspace(PAGE_WORKSPACE):
         patch.setenv("FACELAB_HOME", str(home))
+        root = datasets_dir() / "five_slim"
+        for split, keep in (("train", TRAIN_PER_PERSON), ("validation", 1), ("test", None)):
+            for person in sorted((source / split).iterdir()):
+                for photo in sorted(person.iterdir())[:keep]:
+                    (root / split / person.name).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(photo, root / split / person.name / photo.name)
         pipeline = Pipeline(DETECTORS.get("dlib-hog"), BACKBONES.get("dlib-resnet"))
         train_on_dataset(root, pipeline, TrainConfig(head="centroid"))
     return home
@@ -74,9 +79,9 @@ def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     original = Predictor.predict
 
-    def counting(self, sources, truths=None, progress=None):  # noqa: ANN001, ANN202
+    def counting(self, sources, truths=None, progress=None, root=None):  # noqa: ANN001, ANN202
         calls.append(len(sources))
-        return original(self, sources, truths, progress)
+        return original(self, sources, truths, progress, root)
 
     monkeypatch.setattr(Predictor, "predict", counting)
     return calls
@@ -143,6 +148,7 @@ def test_gallery_filters_thresholds_details_and_csv(with_run: Path, downloads: d
     faces = int(metrics(at)["Faces"])
     assert len(rows) == faces + sum(1 for p in batch.photos if not p.faces)
     assert {r["truth"] for r in rows} == {"ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"}
+    assert all(r["photo"].startswith(f"test/{r['truth']}/") for r in rows), "dataset-relative, no server path"
     assert "unknown" not in {r["label"] for r in rows}, "the CSV follows the thresholds on screen"
     assert not at.exception and not at.error
 
@@ -161,7 +167,7 @@ def test_bad_uploads_get_a_message_each_and_good_ones_are_predicted(with_run: Pa
               ("huge.png", huge, "image/png"), ("noise.png", image_bytes(noise_image(seed=3)), "image/png")]
     at.file_uploader(key="pr_upload").set_value(files).run()
     assert not at.exception
-    errors = {e.value.split(":")[0]: e.value for e in at.error}
+    errors = {displayed(e.value).split(":")[0]: displayed(e.value) for e in at.error}
     assert set(errors) == {"notes.txt", "empty.jpg", "huge.png"}
     assert "not an image" in errors["notes.txt"] and "empty" in errors["empty.jpg"]
     assert "megapixels" in errors["huge.png"]
@@ -200,3 +206,16 @@ def test_missing_dataset_folder_is_explained_not_fatal(with_run: Path) -> None:
         assert not at.exception and not at.error
     finally:
         moved.rename(root)
+
+
+def test_a_crowded_upload_says_how_many_faces_were_left_out(with_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACELAB_MAX_FACES", "2")
+    face = sorted((shared_dataset("five_celebrity_faces") / "test" / "madonna").iterdir())[0]
+    pixels = np.asarray(Image.open(face).convert("RGB"))
+    tile = np.concatenate([np.concatenate([pixels, pixels], axis=1)] * 2, axis=0)  # one face, four times
+    at = page_app()
+    at.radio(key="pr_source").set_value("Upload photos").run()
+    at.file_uploader(key="pr_upload").set_value([("tile.png", image_bytes(tile), "image/png")]).run()
+    assert not at.exception
+    assert metrics(at)["Faces"] == "2"
+    assert "tile.png: 4 faces found, the 2 largest were used (FACELAB_MAX_FACES)." in [displayed(i.value) for i in at.info]

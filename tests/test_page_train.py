@@ -24,7 +24,9 @@ from core import runs as run_store
 from core.pipeline.backbones import BACKBONES
 from core.training.config import TrainConfig
 from core.training.fit import train_head
-from tests.conftest import SHARED_DATASETS, image_bytes, noise_image, open_page, shared_dataset
+from tests.conftest import SHARED_DATASETS, displayed, image_bytes, noise_image, open_page, shared_dataset
+
+pytestmark = pytest.mark.usefixtures("workspace")  # the test thread works where the app opened by open_page does
 
 JOB = "tr_job"
 FIVE = "five_celebrity_faces"
@@ -86,7 +88,8 @@ def wait(at: AppTest, done: Callable[[Any], bool], timeout: float = 240) -> Any:
 
 
 def texts(elements: Any) -> str:
-    return "\n".join(str(element.value) for element in elements)
+    """The elements' text as a reader sees it (names and messages are escaped Markdown)."""
+    return "\n".join(displayed(str(element.value)) for element in elements)
 
 
 def figures(at: AppTest) -> list[dict]:
@@ -146,6 +149,18 @@ def test_one_class_dataset_is_refused_before_embedding(tmp_path: Path, monkeypat
     pick(at, "solo")
     at.button(key="tr_start").click().run()
     assert "Cannot start: training needs at least two people; the train split of solo only has 'amy'." in texts(at.error)
+    assert JOB not in at.session_state
+
+
+def test_a_too_long_run_name_is_refused_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synthetic(tmp_path / "shared" / "pair", {"amy": 2, "bob": 2})
+    monkeypatch.setenv("FACELAB_DATASET_DIRS", str(tmp_path / "shared"))
+    monkeypatch.setattr("pages.common.detector", lambda name, **settings: pytest.fail("models were loaded"))
+    at = train_page()
+    pick(at, "pair")
+    at.text_input(key="tr_name").input("n" * 65).run()
+    at.button(key="tr_start").click().run()
+    assert "Cannot start: a run name can be at most 64 characters; got 65." in texts(at.error)
     assert JOB not in at.session_state
 
 

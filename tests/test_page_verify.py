@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import image_bytes, open_page, shared_dataset
+from tests.conftest import displayed, image_bytes, open_page, shared_dataset
+
+pytestmark = pytest.mark.usefixtures("workspace")  # the test thread works where the app opened by open_page does
 
 
 def photo(person: str, index: int) -> bytes:
@@ -122,3 +126,23 @@ def test_calibration_on_a_picked_dataset_is_used_for_the_verdict(tmp_path: Path,
     map_spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
     names = {trace["name"] for trace in map_spec["data"]}
     assert {"madonna", "elton_john", "jerry_seinfeld", "Photo 1", "Photo 2"} <= names
+
+
+def test_a_crowded_photo_says_how_many_faces_were_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACELAB_MAX_FACES", "3")
+    face = np.asarray(Image.open(io.BytesIO(photo("madonna", 0))).convert("RGB"))
+    tile = np.concatenate([np.concatenate([face, face], axis=1)] * 2, axis=0)  # one face, four times
+    at = verify_page()
+    upload(at, 1, "tile.png", image_bytes(tile), "image/png")
+    captions = [image.caption for element in at.get("image") for image in element.proto.imgs]
+    assert "4 faces found, the 3 largest were used, numbered by size" in captions
+    assert len(at.selectbox(key="vf_face1").options) == 3
+
+
+def test_a_photo_above_the_pixel_limit_is_refused_with_its_size() -> None:
+    bomb = io.BytesIO()
+    Image.new("1", (7745, 7745)).save(bomb, format="PNG")  # 60 megapixels in a few kilobytes
+    at = verify_page()
+    upload(at, 1, "huge.png", bomb.getvalue(), "image/png")
+    assert any("Photo 1 cannot be used: huge.png: image is 7745×7745 pixels, above the limit of 24 megapixels"
+               in displayed(e.value) for e in at.error)

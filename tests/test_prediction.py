@@ -279,6 +279,32 @@ def write_dataset(root: Path, splits: dict[str, dict[str, int]]) -> Path:
     return root
 
 
+def test_predictions_name_photos_inside_their_dataset_never_by_server_path(colour_predictor: Predictor,
+                                                                          tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", {"train": {"amy": 1}, "test": {"amy": 2, "bob": 1}})
+    (dataset / "test" / "bob" / "broken.png").write_bytes(b"not a photo")
+    split = dataset_photos(dataset)
+    photos = colour_predictor.predict(split.sources, split.truths, root=split.root)
+    assert [p.name for p in photos] == ["test/amy/0.png", "test/amy/1.png", "test/bob/0.png", "test/bob/broken.png"]
+    text = predictions_csv(photos)
+    everything = text + json.dumps([p.to_dict() for p in photos]) + repr(summarize(photos, ["amy", "bob"]))
+    assert str(tmp_path) not in everything and "/tmp" not in everything
+    assert [row["photo"] for row in csv.DictReader(io.StringIO(text))][-1] == "test/bob/broken.png"
+
+
+def test_a_photo_with_more_faces_than_the_cap_says_so(colour_predictor: Predictor,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACELAB_MAX_FACES", "1")
+    group = np.concatenate([solid((240, 20, 10)), solid((15, 20, 240))], axis=1)
+    [photo] = colour_predictor.predict([("group.png", image_bytes(group))])
+    assert len(photo.faces) == 1 and photo.found == 2
+    assert photo.to_dict()["faces_found"] == 2
+    assert photo.to_dict()["note"] == "2 faces found, the largest was used"
+    rows = list(csv.DictReader(io.StringIO(predictions_csv([photo]))))
+    assert [row["note"] for row in rows] == ["2 faces found, the largest was used"]
+    assert summarize([photo], ["amy", "bob"]).capped == [("group.png", "2 faces found, the largest was used")]
+
+
 def test_photo_sources(tmp_path: Path) -> None:
     dataset = write_dataset(tmp_path / "ds", {"train": {"amy": 2}, "test": {"amy": 2, "bob": 1}})
     paths, truths = photo_sources(dataset)

@@ -16,6 +16,7 @@ import pytest
 
 from core import runs
 from core.config import runs_dir
+from core.files import remove_stale
 from core.training.config import TrainConfig, TrainResult
 from core.training.fit import train_head
 from core.training.metrics import evaluate
@@ -177,10 +178,10 @@ def test_hard_crash_leftovers_are_ignored_and_cleaned(results: dict) -> None:
     for file in info.path.iterdir():
         (leftover / file.name).write_bytes(file.read_bytes())
     assert [run.id for run in runs.list_runs()] == [info.id]
-    assert runs.cleanup_stale() == 0  # too recent: maybe another session is saving right now
+    assert remove_stale(runs_dir()) == []  # too recent: maybe another session is saving right now
     old = time.time() - 7200
     os.utime(leftover, (old, old))
-    assert runs.cleanup_stale() == 1
+    assert remove_stale(runs_dir()) == [leftover]
     assert not leftover.exists() and info.path.exists()
 
 
@@ -200,6 +201,20 @@ def test_export_zip_holds_the_whole_run(results: dict) -> None:
         assert names == {f"{info.id}/{name}" for name in ("run.json", "labels.json", "config.json", "history.json",
                                                            "metrics.json", "head.json", "model.keras", "gallery.npz")}
         assert json.loads(archive.read(f"{info.id}/labels.json")) == result.labels
+
+
+def test_export_zip_names_the_dataset_without_its_server_path(results: dict, tmp_path: Path) -> None:
+    result, config = results["centroid"]
+    dataset = tmp_path / "classroom" / "five_faces"
+    info = runs.save_run(result, dataclasses.replace(config, dataset=str(dataset)),
+                         extras={"train_paths": np.array(["train/ada/1.jpg", "train/bob/2.jpg"])})
+    with zipfile.ZipFile(io.BytesIO(runs.export_run_zip(info.id))) as archive:
+        assert json.loads(archive.read(f"{info.id}/config.json"))["dataset"] == "five_faces"
+        for name in archive.namelist():
+            assert str(tmp_path).encode() not in archive.read(name), f"{name} holds a server path"
+        with np.load(io.BytesIO(archive.read(f"{info.id}/gallery.npz"))) as gallery:
+            assert not any(Path(path).is_absolute() for path in gallery["train_paths"])
+    assert runs.load_run(info.id).config.dataset == str(dataset), "the stored run still finds its dataset"
 
 
 def test_export_savedmodel_serves_the_same_probabilities(results: dict, data: dict, tmp_path: Path) -> None:

@@ -300,3 +300,25 @@ def test_cli_ctrl_c_while_training_saves_a_stopped_run(tmp_path: Path, monkeypat
     assert out["stopped"] is True and out["epochs"] == 3
     assert load_run(out["run"]).info.status == "stopped"
     assert "stopping…" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_bad_run_name_is_refused_before_any_photo_is_embedded(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "ds", {"train": {"ann": 2, "bob": 2}})
+    pipeline = fake_pipeline()
+    for name, message in (("x" * 65, "at most 64 characters"), ("red\x1b[31m", "control characters")):
+        with pytest.raises(ValueError, match=message):
+            train_on_dataset(root, pipeline, TrainConfig(head="centroid"), name=name)
+    assert pipeline.detector.calls == 0 and list_runs() == []
+
+
+def test_cli_train_takes_a_dataset_name_and_refuses_a_long_run_name_before_loading_models(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    write_dataset(tmp_path / "shared" / "pairs", {"train": {"ann": 2, "bob": 2}})
+    monkeypatch.setenv("FACELAB_DATASET_DIRS", str(tmp_path / "shared"))
+    monkeypatch.setattr("core.cli.train.build_pipeline", lambda args: pytest.fail("models were loaded"))
+    assert cli_main(["train", "pairs", "--name", "x" * 65]) == 2
+    assert capsys.readouterr().err.strip() == "error: a run name can be at most 64 characters; got 65."
+    monkeypatch.setattr("core.cli.train.build_pipeline", lambda args: fake_pipeline())
+    assert cli_main(["train", "pairs", "--head", "centroid", "--name", "by name", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "by name"
+    assert load_run(list_runs()[0].id).config.dataset == str(tmp_path / "shared" / "pairs")

@@ -18,8 +18,9 @@ from core.compare.verification import verify
 from core.images import ImageError
 from core.pipeline.alignment import AlignedFace
 from core.pipeline.backbones import BACKBONES
+from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection import DETECTORS
-from core.pipeline.detection.base import Face
+from core.pipeline.detection.base import Detector, Face
 from core.pipeline.embeddings import Pipeline
 from core.services import calibrate as calibrate_service
 from core.services import gallery as gallery_service
@@ -77,6 +78,62 @@ def test_steps_are_drawn_for_the_page(pipeline: Pipeline, five_celebrity: Path) 
     assert view.to_dict(0)["box"] == list(view.face.box)
 
 
+class TiltedFaces(Detector):
+    """Faces at fixed places of a big photo, eyes tilted by about 22°, largest first; no downscaling."""
+
+    name = "tilted"
+    max_side = 100_000
+
+    def _detect(self, image: np.ndarray) -> list[Face]:
+        return [Face((1200 + 500 * i, 700, 400 - 50 * i, 400 - 50 * i), 0.9, (1300 + 500 * i, 820),
+                     (1500 + 500 * i, 900)) for i in range(3)]
+
+
+class MeanColour(Backbone):
+    """The generic eye-levelling crop (core.pipeline.alignment); embedding = mean colour."""
+
+    name = "mean-colour"
+    input_size = 32
+    embedding_dim = 3
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        return crops.reshape(len(crops), -1, 3).mean(axis=1).astype(np.float32)
+
+
+MARK = (250, 0, 250)  # painted on the photo at both eyes: no drawing uses it
+
+
+def marks(picture: np.ndarray) -> list[tuple[float, float]]:
+    """Centroids (x, y) of the eye marks left and right of the picture's middle (blended edges included)."""
+    pixels = picture.astype(int)
+    ys, xs = np.nonzero((pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] > 180))
+    middle = (xs.min() + xs.max()) / 2
+    return [(float(xs[side].mean()), float(ys[side].mean())) for side in (xs < middle, xs >= middle)]
+
+
+def test_steps_of_a_big_photo_show_each_face_in_place_and_levelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACELAB_MAX_FACES", "2")
+    photo = np.full((2000, 3000, 3), 40, np.uint8)
+    for x, y in ((1300, 820), (1500, 900)):
+        photo[y - 20:y + 20, x - 20:x + 20] = MARK
+    [analysis] = service.analyse_photos(Pipeline(TiltedFaces(), MeanColour()), [(image_bytes(photo), "big.png")],
+                                        with_steps=True)
+    assert (analysis.found, len(analysis.faces)) == (3, 2)
+    assert analysis.note == "3 faces found, the 2 largest were used"
+    assert max(analysis.overview.shape[:2]) == 2 * service.DISPLAY_SIDE
+    view = analysis.face(0)
+    assert view.aligned.aligned and view.aligned.rotated is None
+    for picture in (view.detected, view.eye_line):
+        assert max(picture.shape[:2]) <= service.DISPLAY_SIDE
+    pad = int(400 * service.FACE_CONTEXT)
+    scale = view.detected.shape[1] / (400 + 2 * pad)
+    (lx, ly), (rx, ry) = marks(view.detected)
+    assert (lx, ly) == pytest.approx(((1300 - 1200 + pad) * scale, (820 - 700 + pad) * scale), abs=2)
+    assert (rx, ry) == pytest.approx(((1500 - 1200 + pad) * scale, (900 - 700 + pad) * scale), abs=2)
+    (_, left_y), (_, right_y) = marks(view.eye_line)
+    assert left_y == pytest.approx(right_y, abs=1.5), "step 2 shows the photo turned so the eyes are level"
+
+
 def test_display_input_stretches_any_range_to_bytes() -> None:
     shown = service.display_input(np.array([[-100.0, 0.0], [50.0, 100.0]]))
     assert shown.dtype == np.uint8 and shown.min() == 0 and shown.max() == 255
@@ -116,7 +173,7 @@ def test_calibration_round_trip(pipeline: Pipeline, tiny_dataset: Path, five_cel
     assert sorted(set(gallery.labels)) == sorted(PEOPLE) and gallery.photos == 9 and not gallery.no_face
     made = calibrate_service.calibrate_gallery(pipeline, gallery)
     assert (made.n_genuine, made.n_impostor, made.metric) == (9, 27, "euclidean")
-    assert made.context == calibrate_service.calibration_context(pipeline, gallery.fingerprint)
+    assert made.context == calibrate_service.calibration_context(pipeline, gallery.fingerprint, "tiny")
     assert calibrate_service.find_calibration(pipeline, tiny_dataset) == made
     assert calibrate_service.find_calibration(pipeline) == made  # newest with this detector, alignment and backbone
     unaligned = Pipeline(pipeline.detector, pipeline.backbone, align=False)

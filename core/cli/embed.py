@@ -11,16 +11,18 @@ HELP = "detect, align and embed every photo of a dataset (results are cached)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="dataset folder (train/, validation/, test/)")
+    parser.add_argument("dataset", help="dataset folder (train/, validation/, test/) or a FaceLab dataset name")
     add_pipeline_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from core.data.layout import resolve
     from core.pipeline.embeddings import Throughput, embed_dataset
 
+    root = resolve(args.dataset)
     pipeline = build_pipeline(args)
     clock = Throughput()
-    splits = embed_dataset(args.dataset, pipeline, progress=progress_printer("embedding"))
+    splits = embed_dataset(root, pipeline, progress=progress_printer("embedding"))
     photos = sum(s.photos for s in splits.values())
     per_split = {
         name: {"photos": s.photos, "with_face": len(s.paths), "no_face": len(s.no_face),

@@ -14,7 +14,8 @@ HELP = "name every face in the test split of a dataset (or a folder of photos) w
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run id (see the Train page or core/runs), or 'active'")
-    parser.add_argument("photos", help="a dataset folder (its test/ split is used) or a folder of photos")
+    parser.add_argument("photos", help="a dataset (folder or FaceLab dataset name; its test/ split is used) "
+                                       "or a folder of photos")
     parser.add_argument("--out", default=None, help="write annotated copies of the photos into this folder")
     parser.add_argument("--min-confidence", type=float, default=None, help="reject faces below this probability")
     parser.add_argument("--max-distance", type=float, default=None,
@@ -23,10 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.compare.unknown import UnknownRule
+    from core.data.layout import resolve
     from core.images import encode_jpeg, load_image
     from core.runs import active_run
     from core.services.predict import confusion_table, photo_sources, predictor_for_run, summarize
 
+    root = resolve(args.photos)  # the photos are checked before the run's models load
+    paths, truths = photo_sources(root)
     run_id = active_run() if args.run == "active" else args.run
     if not run_id:
         raise ValueError("no active run; train one first or name a run id.")
@@ -36,8 +40,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         predictor.rule = UnknownRule(
             base.min_confidence if args.min_confidence is None else args.min_confidence,
             base.max_distance if args.max_distance is None else args.max_distance)
-    paths, truths = photo_sources(args.photos)
-    photos = predictor.predict(paths, truths, progress=progress_printer("predicting"))
+    photos = predictor.predict(paths, truths, progress=progress_printer("predicting"), root=root)
     if args.out:
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for photo in photos:
         mark = {True: "ok ", False: "BAD", None: "   "}[photo.correct]
         faces = ", ".join(f"{f.label} {f.confidence:.0%}" for f in photo.faces) or (photo.error or "no face")
-        lines.append(f"  {mark} {photo.name}: {faces}")
+        lines.append(f"  {mark} {photo.name}: {faces}" + (f" ({photo.note})" if photo.note else ""))
     if acc is not None:
         rows, table = confusion_table(photos, predictor.run.labels)
         result["confusion"] = {"rows": rows, "columns": [*predictor.run.labels, "unknown", "no face"], "counts": table}

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from core.training.heads import head_kinds
 
     defaults = TrainConfig()
-    parser.add_argument("dataset", help="dataset folder (train/, validation/, test/)")
+    parser.add_argument("dataset", help="dataset folder (train/, validation/, test/) or a FaceLab dataset name")
     add_pipeline_arguments(parser)
     parser.add_argument("--mode", choices=("head", "finetune"), default="head",
                         help="head: classifier on cached embeddings (fast); finetune: VGGFace16 end to end")
@@ -55,8 +55,10 @@ def wait_stopping_on_ctrl_c(job: Job[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from core.data.layout import resolve
+    from core.runs import check_run_name
     from core.services.jobs import Job
-    from core.services.train import PHASES, TrainOutcome, train_on_dataset
+    from core.services.train import PHASES, TrainOutcome, check_trainable, train_on_dataset
     from core.training.config import TrainConfig
 
     finetune = args.mode == "finetune"
@@ -64,14 +66,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          epochs=args.epochs or (10 if finetune else TrainConfig.epochs),
                          batch_size=args.batch_size or (16 if finetune else TrainConfig.batch_size),
                          finetune_blocks=args.finetune_blocks)
+    # Everything that can be refused is refused before the models load (seconds) and the photos are embedded (minutes).
+    config.validate()
+    name = None if args.name is None else check_run_name(args.name)
+    root = resolve(args.dataset)
+    check_trainable(root)
     pipeline = build_pipeline(args)
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         log(f"epoch {epoch + 1}/{config.epochs}: " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()))
 
     def work(job: Job[TrainOutcome]) -> TrainOutcome:
-        return train_on_dataset(args.dataset, pipeline, config, progress=progress_printer("embedding"),
-                                on_epoch=on_epoch, should_stop=job.should_stop, on_phase=job.enter, name=args.name)
+        return train_on_dataset(root, pipeline, config, progress=progress_printer("embedding"),
+                                on_epoch=on_epoch, should_stop=job.should_stop, on_phase=job.enter, name=name)
 
     job: Job[TrainOutcome] = Job(PHASES).start(work, name="facelab-train")
     wait_stopping_on_ctrl_c(job)

@@ -6,8 +6,10 @@ photos of the same person (genuine pairs) and of different people (impostor pair
 the ROC curve, and picks the threshold at the equal-error rate or at a target false-accept
 rate. Distances at or below a threshold are accepted as the same person.
 
-The result is stored per context (dataset fingerprint, detector, alignment, backbone,
-weights), because a threshold is only valid for the pipeline that produced it.
+The result is stored per context (dataset fingerprint and name, detector, alignment, backbone,
+weights), because a threshold is only valid for the pipeline that produced it, in the current
+workspace's calibrations folder (``core.config.calibrations_dir``): one user's calibration never
+changes another's verdicts.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from core.compare.distances import METRICS, as_matrix, check_metric, logistic_confidence, pair_distances
-from core.config import cache_dir
+from core.config import calibrations_dir
 from core.files import write_json_atomic
 
 FORMAT_VERSION = 1
@@ -384,12 +386,6 @@ def calibrate(embeddings: np.ndarray, labels: Sequence[Hashable], metric: str = 
 
 
 # ---------------------------------------------------------------- store
-
-def calibrations_dir() -> Path:
-    path = cache_dir() / "calibrations"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
 
 def calibration_path(context: Mapping[str, Any]) -> Path:
     """Where the calibration for ``context`` lives: named by a hash of the context's canonical JSON."""

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.config import limits
 from core.data.layout import SPLITS, Dataset, FileRecord, fingerprint, problem
-from core.images import ImageError, content_hash, load_thumbnail, read_info
+from core.images import ImageError, content_hash, load_thumbnail, read_file, read_info
 
 DHASH_SIDE = 16  # dHash grid: 16×16 = 256 bits. 64 bits flags dozens of distinct tight face crops per dataset
 
@@ -134,10 +133,7 @@ def _inspect(record: FileRecord, with_hashes: bool) -> dict[str, Any]:
         "sha256": None, "dhash": None, "ok": False, "error": None, FACES_COLUMN: None,
     }
     try:
-        if record.size > limits().max_image_bytes:
-            raise ImageError(f"file is {record.size / 1e6:.0f} MB, above the "
-                             f"{limits().max_image_bytes / 1e6:.0f} MB limit.")
-        data = record.path.read_bytes()
+        data = read_file(record.path)  # a regular file, never read past the byte limit (a FIFO would hang the scan)
         info = read_info(data)
         row.update(width=info.width, height=info.height, mode=info.mode, format=info.format,
                    exif_orientation=info.exif_orientation)
@@ -145,9 +141,7 @@ def _inspect(record: FileRecord, with_hashes: bool) -> dict[str, Any]:
             row.update(sha256=content_hash(data), dhash=dhash(load_thumbnail(data, 64)))
         row["ok"] = True
     except ImageError as exc:
-        row["error"] = str(exc)
-    except OSError as exc:
-        row["error"] = f"cannot be read ({exc.strerror or exc})."
+        row["error"] = str(exc).removeprefix(f"{record.path.name}: ")  # the problem list names the file already
     return row
 
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import datasets_dir
-from core.data.layout import POOL_DIR, SPLITS, is_junk
-from core.data.names import safe_name
-from core.files import write_bytes_atomic
+from core.data.layout import POOL_DIR, SPLITS, is_junk, own_dataset_path
+from core.data.names import lookalike, safe_name
+from core.files import children, publish_dir, temporary_dir, write_bytes_atomic
 from core.images import ImageError, content_hash, load_thumbnail, read_info
 
 EXTENSION_BY_FORMAT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp",
@@ -31,7 +30,8 @@ EXTENSION_BY_FORMAT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "GIF": ".gi
 
 
 def _dataset_dir(dataset: str, *, must_exist: bool = True) -> Path:
-    path = datasets_dir() / safe_name(dataset)
+    """The workspace's own dataset folder (never a shared one: see ``layout.own_dataset_path``)."""
+    path = own_dataset_path(dataset)
     if must_exist and not path.is_dir():
         raise ValueError(f"there is no dataset called '{dataset}'.")
     return path
@@ -51,23 +51,31 @@ def is_builder_dataset(dataset: str) -> bool:
 
 def builder_datasets() -> list[str]:
     """Names of the datasets made with the builder, sorted."""
-    return sorted(p.name for p in datasets_dir().iterdir() if (p / POOL_DIR).is_dir() and not is_junk(p.name))
+    return sorted(p.name for p in children(datasets_dir()) if (p / POOL_DIR).is_dir() and not is_junk(p.name))
 
 
 def create_dataset(dataset: str) -> Path:
-    """An empty builder dataset; ValueError if the name is unsafe or taken."""
+    """An empty builder dataset; ValueError if the name is unsafe or taken, even by someone a moment ago."""
     path = _dataset_dir(dataset, must_exist=False)
-    if path.exists():
-        raise ValueError(f"a dataset called '{path.name}' already exists.")
-    (path / POOL_DIR).mkdir(parents=True)
+    taken = lookalike(path.name, path.parent)
+    if taken is not None:
+        raise ValueError(f"a dataset called '{taken}' already exists (names differing only in case are one name).")
+    with temporary_dir(path.parent, "create") as temp:
+        (temp / POOL_DIR).mkdir()
+        try:
+            publish_dir(temp, path, None)
+        except FileExistsError as exc:
+            raise ValueError(f"a dataset called '{path.name}' was just created by someone else; "
+                             "choose another name.") from exc
     return path
 
 
 def add_person(dataset: str, person: str) -> Path:
     """A new, empty person in the pool; ValueError if the name is unsafe or taken."""
     path = _dataset_dir(dataset) / POOL_DIR / safe_name(person)
-    if path.exists():
-        raise ValueError(f"'{path.name}' is already in '{dataset}'.")
+    taken = lookalike(path.name, path.parent)
+    if taken is not None:
+        raise ValueError(f"'{taken}' is already in '{dataset}' (names differing only in case are one name).")
     path.mkdir(parents=True)
     return path
 
@@ -145,8 +153,9 @@ def rename_person(dataset: str, old: str, new: str) -> None:
     source = _person_dir(dataset, old)
     new = safe_name(new)
     root = _dataset_dir(dataset)
-    if (root / POOL_DIR / new).exists():
-        raise ValueError(f"'{new}' is already in '{dataset}'.")
+    taken = lookalike(new, source.parent)
+    if taken not in (None, source.name):  # the person themself: a change of case is a rename
+        raise ValueError(f"'{taken}' is already in '{dataset}' (names differing only in case are one name).")
     for folder in _split_folders(root, source.name):
         os.replace(folder, folder.parent / new)
     os.replace(source, source.parent / new)
@@ -208,8 +217,7 @@ def split_dataset(dataset: str, ratios: tuple[float, float, float] = (0.7, 0.15,
     if not people:
         raise ValueError(f"'{dataset}' has no people yet; add people and photos first.")
     layout: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
-    staging = Path(tempfile.mkdtemp(prefix=".split-", dir=root))
-    try:
+    with temporary_dir(root, "split") as staging:
         for person in people:
             photos = list_photos(dataset, person)
             random.Random(f"{seed}:{person}").shuffle(photos)
@@ -225,6 +233,4 @@ def split_dataset(dataset: str, ratios: tuple[float, float, float] = (0.7, 0.15,
             if (root / split).exists():
                 os.replace(root / split, staging / f"old-{split}")
             os.replace(staging / split, root / split)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return layout

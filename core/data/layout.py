@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from core.config import datasets_dir, extra_dataset_roots
+from core.config import allow_server_paths, datasets_dir, extra_dataset_roots, serving_browsers
+from core.data.names import name_key, safe_name
+from core.files import children
 from core.images import is_image_name, load_thumbnail
 
 SPLITS = ("train", "validation", "test")
@@ -101,7 +104,22 @@ def _record(dataset: Dataset, split: str, person: str | None, path: Path) -> Non
             "not_image", "warning", dataset.relative(path), "not an image file (ignored for training)."))
 
 
-def _scan_split(dataset: Dataset, split: str, folder: Path) -> None:
+def _person_label(dataset: Dataset, person: Path, seen: dict[str, tuple[str, Path]]) -> str:
+    """A person folder's label: its name in NFC, trimmed. A folder whose name matches one met before up to
+    case, spaces and accent encoding (``name_key``) takes that one's label, with a problem saying so: one
+    person is never shown, trained or scored as two look-alike people."""
+    label = unicodedata.normalize("NFC", person.name).strip() or person.name
+    label, first = seen.setdefault(name_key(person.name), (label, person))
+    if first.name != person.name:
+        dataset.problems.append(problem(
+            "lookalike_people", "warning", dataset.relative(person),
+            f"person folders {dataset.relative(first)}/ and {dataset.relative(person)}/ are one name but for case, "
+            f"spaces or how accents are encoded ({first.name!a} and {person.name!a}): counted as one person, "
+            f"'{label}'; give the folders one spelling."))
+    return label
+
+
+def _scan_split(dataset: Dataset, split: str, folder: Path, labels: dict[str, tuple[str, Path]]) -> None:
     entries = sorted(p for p in folder.iterdir() if not is_junk(p.name))
     people = [p for p in entries if p.is_dir()]
     loose = [p for p in entries if not p.is_dir()]
@@ -111,8 +129,9 @@ def _scan_split(dataset: Dataset, split: str, folder: Path) -> None:
         if not files:
             dataset.problems.append(problem(
                 "empty_folder", "warning", dataset.relative(person), f"person folder '{person.name}' has no files."))
+        label = _person_label(dataset, person, labels)
         for path in files:
-            _record(dataset, split, person.name, path)
+            _record(dataset, split, label, path)
     for path in loose:
         _record(dataset, split, None, path)
         if is_image_name(path.name) and (split != "test" or people):
@@ -145,8 +164,9 @@ def scan(root: Path | str) -> Dataset:
         else:
             dataset.splits[split] = entry
     dataset.splits = {split: dataset.splits[split] for split in SPLITS if split in dataset.splits}
+    labels: dict[str, tuple[str, Path]] = {}  # name_key → (label, first folder): one person across splits
     for split, folder in dataset.splits.items():
-        _scan_split(dataset, split, folder)
+        _scan_split(dataset, split, folder, labels)
     return dataset
 
 
@@ -180,9 +200,38 @@ def looks_like_dataset(path: Path) -> bool:
     return path.is_dir() and any((path / split).is_dir() for split in ("train", "test"))
 
 
+def _inside(path: Path, roots: list[Path]) -> bool:
+    """Whether ``path`` (links followed) is one of ``roots`` or lies below one."""
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root.resolve()) for root in roots)
+
+
+def is_shared(path: Path) -> bool:
+    """Whether ``path`` lies in a folder the server's owner exposes (``FACELAB_DATASET_DIRS``): read-only for all."""
+    return _inside(path, extra_dataset_roots())
+
+
+def own_dataset_path(name: str) -> Path:
+    """Where the workspace's dataset ``name`` lives or will live: the only folders the builder and the zip
+    import write to, rename in or delete. ValueError for an unsafe name, or when that folder is (or, through
+    a link, leads) into a shared dataset folder."""
+    path = datasets_dir() / safe_name(name)
+    if is_shared(path):
+        raise ValueError(f"'{path.name}' is in a folder the server's owner shares with everyone: it is read-only.")
+    return path
+
+
+def may_open(path: Path) -> bool:
+    """Whether ``path`` may be opened. In a process serving browsers: a dataset of the user's workspace, one the
+    server's owner exposes, or any folder when the owner allows server paths (``FACELAB_ALLOW_SERVER_PATHS``).
+    Elsewhere (the CLI, notebooks) the server's owner is the user: anything."""
+    return (not serving_browsers() or allow_server_paths()
+            or _inside(path, [datasets_dir(), *extra_dataset_roots()]))
+
+
 def list_datasets() -> list[DatasetRef]:
-    """Datasets in the FaceLab home (all of them, even empty builder ones), then those in the extra roots."""
-    refs = [DatasetRef(p.name, p, "home") for p in sorted(datasets_dir().iterdir())
+    """The current workspace's datasets (all of them, even empty builder ones), then those in the extra roots."""
+    refs = [DatasetRef(p.name, p, "home") for p in sorted(children(datasets_dir()))
             if p.is_dir() and not is_junk(p.name)]
     for root in extra_dataset_roots():
         if root.is_dir():

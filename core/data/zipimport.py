@@ -4,25 +4,24 @@ Everything here handles untrusted input (uploads from a browser). The zip is ext
 hidden temporary folder inside the datasets folder, every entry is checked (no traversal,
 absolute paths, links, nested archives, encryption; file count and byte limits counted while
 extracting), every photo is decoded by ``core.images`` before it is kept, and only then is the
-folder moved into place with ``os.replace``. A refused upload leaves nothing behind.
+folder moved into place in one step (``core.files.publish_dir``). A refused upload leaves nothing
+behind, and of two imports racing for one name exactly one wins: the other is told, never
+silently replaced.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import stat
-import tempfile
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from core.config import datasets_dir, limits
-from core.data.layout import SPLIT_ALIASES, is_junk
-from core.data.names import DRIVE_LETTER, safe_name
-from core.files import write_bytes_atomic
+from core.data.layout import SPLIT_ALIASES, is_junk, own_dataset_path
+from core.data.names import DRIVE_LETTER, hidden_characters, lookalike, name_key, safe_name
+from core.files import Identity, identity, publish_dir, temporary_dir, write_bytes_atomic
 from core.images import ImageError, is_image_name, load_thumbnail, read_info
 
 ARCHIVE_SUFFIXES = frozenset({".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst", ".lz", ".cab"})
@@ -47,8 +46,9 @@ def _entry_parts(info: zipfile.ZipInfo) -> list[str]:
     """The entry's path components, or ValueError for anything that could escape the target folder."""
     raw = info.filename
     shown = raw.encode("unicode_escape").decode()
-    if any(unicodedata.category(c) == "Cc" for c in raw):
-        raise ValueError(f"zip entry '{shown}' has control characters in its name.")
+    hidden = hidden_characters(raw)
+    if hidden:
+        raise ValueError(f"zip entry '{shown}' has control or invisible characters in its name ({', '.join(hidden)}).")
     name = raw.replace("\\", "/")
     if name.startswith("/") or DRIVE_LETTER.match(name):
         raise ValueError(f"zip entry '{shown}' has an absolute path; refusing the archive.")
@@ -104,6 +104,15 @@ def _layout_reason(parts: list[str]) -> str | None:
     return None
 
 
+def _destination(parts: list[str]) -> list[str]:
+    """Where an entry that fits the layout is written: its split's own name, the person's checked name and
+    every other part in NFC, so ``Train/`` and ``train/``, or ``José`` composed and decomposed, are one folder."""
+    rest = [unicodedata.normalize("NFC", part) for part in parts[1:]]
+    if len(parts) >= 3:
+        rest[0] = safe_name(parts[1])
+    return [SPLIT_ALIASES[parts[0].lower()], *rest]
+
+
 def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes | None:
     """The entry's bytes, counted as they are inflated so a lying header cannot exceed ``budget``.
 
@@ -125,6 +134,7 @@ def _extract(archive: zipfile.ZipFile, files: list[tuple[zipfile.ZipInfo, list[s
              report: ImportReport) -> None:
     budget = limits().max_zip_bytes
     people: set[str] = set()
+    spellings: dict[str, str] = {}  # name_key → the person folder's one spelling
     seen: set[tuple[str, ...]] = set()
     for info, parts in files:
         shown = "/".join(parts)
@@ -134,11 +144,17 @@ def _extract(archive: zipfile.ZipFile, files: list[tuple[zipfile.ZipInfo, list[s
         if reason:
             report.skipped.append({"path": shown, "reason": reason})
             continue
-        key = tuple(p.lower() for p in parts)
+        parts = _destination(parts)
+        key = tuple(name_key(p) for p in parts)
         if key in seen:
             raise ValueError(f"zip entry '{shown}' appears twice in the archive (names differing only in case "
                              "count as the same).")
         seen.add(key)
+        if len(parts) >= 3:
+            spelling = spellings.setdefault(key[1], parts[1])
+            if spelling != parts[1]:
+                raise ValueError(f"the person folders '{spelling}' and '{parts[1]}' differ only in case; give each "
+                                 "person one spelling and import again.")
         data = _read_entry(archive, info, budget)
         if data is None:
             report.skipped.append({"path": shown, "reason": "larger than the per-photo size limit"})
@@ -170,15 +186,16 @@ def _open_zip(source: bytes | Path | str) -> zipfile.ZipFile:
         raise ValueError(f"not a readable zip file ({exc}).") from exc
 
 
-def _replace_dir(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target``, swapping out an existing ``target`` only once the new one is ready."""
-    if not target.exists():
-        os.replace(source, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=".old-", dir=target.parent))
-    os.replace(target, old / "dataset")
-    os.replace(source, target)
-    shutil.rmtree(old)
+def _publish(temp: Path, target: Path, expected: Identity | None) -> None:
+    """Move the finished import into place, unless someone else's dataset took the name meanwhile (then say so)."""
+    try:
+        publish_dir(temp, target, expected)
+    except FileExistsError as exc:
+        if expected is None:
+            raise ValueError(f"a dataset called '{target.name}' was just created by someone else; your photos were "
+                             "not imported. Choose another name or overwrite it.") from exc
+        raise ValueError(f"the dataset '{target.name}' was just replaced by someone else while yours was being "
+                         "imported; theirs was kept. Look at it, then import again to overwrite it.") from exc
 
 
 def import_zip(source: bytes | Path | str, name: str, *, overwrite: bool = False) -> ImportReport:
@@ -186,9 +203,14 @@ def import_zip(source: bytes | Path | str, name: str, *, overwrite: bool = False
 
     Raises ValueError (and leaves nothing behind) for hostile or unusable archives.
     """
-    name = safe_name(name)
-    target = datasets_dir() / name
-    if target.exists() and not overwrite:
+    target = own_dataset_path(name)
+    name = target.name
+    taken = lookalike(name, target.parent)
+    if taken not in (None, name):
+        raise ValueError(f"a dataset called '{taken}' already exists (names differing only in case are one name); "
+                         f"import as '{taken}' to overwrite it, or choose another name.")
+    seen = identity(target)  # what an overwrite may replace: a dataset put there meanwhile is not
+    if seen is not None and not overwrite:
         raise ValueError(f"a dataset called '{name}' already exists; choose another name or overwrite it.")
     with _open_zip(source) as archive:
         infos = archive.infolist()
@@ -200,18 +222,14 @@ def import_zip(source: bytes | Path | str, name: str, *, overwrite: bool = False
                              f"{limits().max_zip_bytes / 1e6:.0f} MB are allowed.")
         report = ImportReport(name=name, path=target)
         files = _plan(infos, report)
-        temp = Path(tempfile.mkdtemp(prefix=".import-", dir=datasets_dir())).resolve()
-        try:
-            _extract(archive, files, temp, report)
+        with temporary_dir(datasets_dir(), "import") as temp:
+            try:
+                _extract(archive, files, temp.resolve(), report)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
+                    OSError) as exc:
+                raise ValueError(f"the archive is damaged or uses an unsupported feature ({exc}).") from exc
             if not report.people:
                 raise ValueError("no photo inside a person folder of train/, validation/ or test/ was found; "
                                  "lay the zip out as train/<person>/<photo>.jpg.")
-            _replace_dir(temp, target)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
-                OSError) as exc:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise ValueError(f"the archive is damaged or uses an unsupported feature ({exc}).") from exc
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
+            _publish(temp, target, seen)
     return report

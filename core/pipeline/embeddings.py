@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import cache_dir
+from core.config import UNWRITABLE, cache_dir, limits
 from core.data.layout import scan
 from core.files import write_bytes_atomic
-from core.images import ImageError, content_hash, load_image
+from core.images import ImageError, content_hash, load_image, read_file
 from core.pipeline.alignment import AlignedFace
 from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection.base import Detector, Face
@@ -58,10 +58,23 @@ class ImageResult:
     angles: list[float] = field(default_factory=list)
     error: str | None = None
     cached: bool = False
+    found: int = 0  # faces the detector found: more than ``faces`` when the face cap (limits().max_faces) applied
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def note(self) -> str:
+        """What the face cap left out ("49 faces found, the 20 largest were used"), or ""."""
+        return faces_note(self.found, len(self.faces))
+
+
+def faces_note(found: int, used: int) -> str:
+    """Say so when a photo had more faces than the cap let through; "" when every face was used."""
+    if found <= used:
+        return ""
+    return f"{found} faces found, " + ("the largest was used" if used == 1 else f"the {used} largest were used")
 
 
 class EmbeddingCache:
@@ -85,19 +98,27 @@ class EmbeddingCache:
             faces = [Face.from_dict(f) for f in meta["faces"]]
             if len(faces) != len(embeddings) and len(faces):
                 raise ValueError("face count does not match embeddings")
-            return ImageResult(name, faces, embeddings, meta["aligned"], meta["angles"], cached=True)
+            return ImageResult(name, faces, embeddings, meta["aligned"], meta["angles"], cached=True,
+                               found=int(meta.get("found", len(faces))))
         except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError):
             path.unlink(missing_ok=True)
             return None
 
     def put(self, key: str, result: ImageResult) -> None:
-        """Store a result atomically; concurrent writers of the same key are harmless."""
+        """Store a result atomically; concurrent writers of the same key are harmless.
+
+        On a read-only or full home the result is only not kept (the caller still gets it; every page says why).
+        """
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"faces": [f.to_dict() for f in result.faces], "aligned": result.aligned, "angles": result.angles}
+        meta = {"faces": [f.to_dict() for f in result.faces], "aligned": result.aligned, "angles": result.angles,
+                "found": result.found}
         buffer = io.BytesIO()
         np.savez(buffer, embeddings=result.embeddings, meta=np.array(json.dumps(meta)))
-        write_bytes_atomic(path, buffer.getvalue(), suffix=".npz")
+        try:
+            write_bytes_atomic(path, buffer.getvalue(), suffix=".npz")
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE:
+                raise
 
     def missing(self, paths: Iterable[Path], pipeline: str) -> list[Path]:
         """The photos among ``paths`` with no entry yet for ``pipeline`` (a :func:`pipeline_key`).
@@ -110,7 +131,7 @@ class EmbeddingCache:
         for path in paths:
             try:
                 digest = _file_hash(path)
-            except OSError:
+            except (OSError, ImageError):
                 continue
             if not self._path(photo_cache_key(digest, pipeline)).exists():
                 out.append(path)
@@ -119,7 +140,7 @@ class EmbeddingCache:
 
 @functools.lru_cache(maxsize=65536)
 def _hash_of(path: str, size: int, mtime_ns: int) -> str:
-    return content_hash(Path(path).read_bytes())
+    return content_hash(read_file(path))
 
 
 def _file_hash(path: Path) -> str:
@@ -136,16 +157,13 @@ def _read(source: Source) -> tuple[str, bytes]:
         return source
     if isinstance(source, bytes):
         return "upload", source
-    path = Path(source)
-    try:
-        return str(path), path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
+    return str(source), read_file(source)
 
 
 def pipeline_key(detector_key: str, align: bool, backbone_key: str) -> str:
-    """Identity of a pipeline: its detector and backbone with all their settings, and the alignment switch."""
-    return f"{detector_key}|align={align}|{backbone_key}"
+    """Identity of a pipeline: its detector and backbone with all their settings, the alignment switch, and the
+    pixel limit (a JPEG above it is decoded at reduced scale, so the limit changes its boxes)."""
+    return f"{detector_key}|align={align}|{backbone_key}|pixels={limits().max_image_pixels}"
 
 
 def photo_cache_key(photo_hash: str, pipeline: str) -> str:
@@ -171,12 +189,23 @@ class Pipeline:
         return photo_cache_key(photo_hash, self.key)
 
     def faces(self, image: np.ndarray, keep_steps: bool = False) -> list[tuple[Face, AlignedFace]]:
-        """Detect and align every face in one decoded image (largest first)."""
+        """Detect and align the faces of one decoded image, largest first, at most ``limits().max_faces``."""
         return self.faces_many([image], keep_steps)[0]
 
     def faces_many(self, images: Sequence[np.ndarray], keep_steps: bool = False) -> list[list[tuple[Face, AlignedFace]]]:
         """:meth:`faces` for several images, detected in one batch where the detector can."""
-        return [[(face, self.backbone.align(image, face, rotate=self.align, keep_steps=keep_steps)) for face in found]
+        return [faces for faces, _ in self.faces_found(images, keep_steps)]
+
+    def faces_found(self, images: Sequence[np.ndarray],
+                    keep_steps: bool = False) -> list[tuple[list[tuple[Face, AlignedFace]], int]]:
+        """:meth:`faces_many`, each with how many faces the detector found.
+
+        Only the ``limits().max_faces`` largest faces are aligned and embedded: a tiled photo of 49 faces
+        took 23 s, and nothing on a page reads 49 faces of one photo.
+        """
+        cap = limits().max_faces
+        return [([(face, self.backbone.align(image, face, rotate=self.align, keep_steps=keep_steps))
+                  for face in found[:cap]], len(found))
                 for image, found in zip(images, self.detector.detect_many(images))]
 
     def embed(self, sources: Sequence[Source], progress: Progress | None = None,
@@ -213,14 +242,14 @@ class Pipeline:
             try:
                 name, data = _read(source)
                 key = self.cache_key(content_hash(data))
-                hit = cache.get(key, name)
+                hit = _capped(cache.get(key, name))
                 if hit is not None:
                     results.append(hit)
                 else:
-                    found = self.faces(load_image(data))
+                    [(found, count)] = self.faces_found([load_image(data)])
                     results.append(ImageResult(
                         name, [f for f, _ in found], aligned=[a.aligned for _, a in found],
-                        angles=[float(a.angle) for _, a in found]))
+                        angles=[float(a.angle) for _, a in found], found=count))
                     pending.append((len(results) - 1, key, [a.crop for _, a in found]))
                     if sum(len(group) for _, _, group in pending) >= self.batch_size:
                         flush()
@@ -230,6 +259,20 @@ class Pipeline:
                 progress(done, total)
         flush()
         return results
+
+
+def _capped(hit: ImageResult | None) -> ImageResult | None:
+    """A cached result under the current face cap: cut down to it, or None (recompute) when it was stored
+    under a lower cap and lacks faces the current one lets through."""
+    if hit is None:
+        return None
+    cap = limits().max_faces
+    if len(hit.faces) < min(cap, hit.found):
+        return None
+    if len(hit.faces) > cap:
+        hit.faces, hit.embeddings = hit.faces[:cap], hit.embeddings[:cap]
+        hit.aligned, hit.angles = hit.aligned[:cap], hit.angles[:cap]
+    return hit
 
 
 class Throughput:

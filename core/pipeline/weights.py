@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -331,15 +330,19 @@ def install_local(path: str | Path, name: str | None = None) -> Path:
     ``name`` defaults to the file's own name when it is a known one, else to what its layers say it is.
     """
     source = Path(path).expanduser()
-    if not source.is_file():
-        raise WeightsError(f"{source} does not exist or is not a file.")
+    if not source.is_file():  # a FIFO or /dev/zero is never opened: it would be read forever
+        raise WeightsError(f"{source} does not exist or is not a regular file.")
     entry = known(name or (source.name if source.name in KNOWN else file_kind(source)))
     check_h5(source, entry.name)
     target = weights_dir() / entry.name
+    size = source.stat().st_size
 
     def copy(out: Any) -> None:
-        with open(source, "rb") as handle:
-            shutil.copyfileobj(handle, out, _CHUNK)
+        with open(source, "rb") as handle:  # the size checked above and no more, even if the file grows meanwhile
+            left = size
+            while left > 0 and (chunk := handle.read(min(_CHUNK, left))):
+                out.write(chunk)
+                left -= len(chunk)
 
     _write_atomic(target, copy)
     digest = sha256_of(target)

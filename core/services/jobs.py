@@ -11,12 +11,15 @@ can show: its outcome, one clear error message, or "cancelled".
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Generic, Self, TypeVar
+
+from core.files import storage_problem
 
 T = TypeVar("T")
 END_STATES = ("done", "failed", "cancelled")
@@ -111,10 +114,15 @@ class Job(Generic[T]):
     # --- for the watcher -----------------------------------------------------------------------
 
     def start(self, work: Callable[[Self], T], name: str = "facelab-job") -> Self:
-        """Run ``work(self)`` in a daemon thread (it must not keep the process alive on exit); returns the job."""
+        """Run ``work(self)`` in a daemon thread (it must not keep the process alive on exit); returns the job.
+
+        The thread runs in a copy of the starter's context, so the work saves into the workspace that
+        started it (``core.config``) whatever the starter's thread does next.
+        """
         if self._thread is not None:
             raise RuntimeError("this job was already started.")
-        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run, work), name=name, daemon=True)
         self._thread.start()
         return self
 
@@ -173,7 +181,7 @@ class Job(Generic[T]):
         except Cancelled as exc:
             self._end("cancelled", error=str(exc))
         except USER_ERRORS as exc:
-            self._end("failed", error=str(exc))
+            self._end("failed", error=storage_problem(exc) or str(exc))
         except Exception as exc:  # noqa: BLE001 - the thread must always end in a state the watcher can show
             log.exception("job failed")
             self._end("failed", error=f"unexpected {type(exc).__name__}: {exc}")

@@ -22,12 +22,12 @@ import numpy as np
 
 from core.compare.distances import pairwise_distances
 from core.compare.unknown import UNKNOWN_LABEL, UnknownRule, min_confidence_for, nearest_by_person
-from core.data.layout import fingerprint, scan
+from core.data.layout import fingerprint, may_open, scan
 from core.drawing import KNOWN, UNKNOWN, Label, draw_labels
 from core.images import downscale, encode_jpeg, is_image_name, load_image
 from core.pipeline.backbones import BACKBONES
 from core.pipeline.detection import DETECTORS
-from core.pipeline.embeddings import Pipeline, Progress, Source
+from core.pipeline.embeddings import Pipeline, Progress, Source, faces_note
 from core.runs import load_run
 
 
@@ -68,6 +68,17 @@ class PhotoPrediction:
     truth: str | None = None
     faces: list[FacePrediction] = field(default_factory=list)
     error: str | None = None
+    found: int = 0  # faces the detector found; more than ``faces`` when the face cap applied
+
+    @property
+    def faces_found(self) -> int:
+        """Faces the detector found in the photo (``found`` is 0 for predictions made by hand)."""
+        return max(self.found, len(self.faces))
+
+    @property
+    def note(self) -> str:
+        """What the face cap left out ("49 faces found, the 20 largest were used"), or ""."""
+        return faces_note(self.found, len(self.faces))
 
     @property
     def predicted(self) -> str | None:
@@ -93,7 +104,8 @@ class PhotoPrediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "truth": self.truth, "predicted": self.predicted, "correct": self.correct,
-                "error": self.error, "faces": [f.to_dict() for f in self.faces]}
+                "error": self.error, "faces_found": self.faces_found, "note": self.note,
+                "faces": [f.to_dict() for f in self.faces]}
 
 
 class Predictor:
@@ -139,12 +151,17 @@ class Predictor:
         return [(int(mine[i]), float(distances[i])) for i in order]
 
     def predict(self, sources: Sequence[Source], truths: Sequence[str | None] | None = None,
-                progress: Progress | None = None) -> list[PhotoPrediction]:
-        """Predict every face of every photo; an unusable photo gets ``error`` and the rest go on."""
+                progress: Progress | None = None, root: Path | None = None) -> list[PhotoPrediction]:
+        """Predict every face of every photo; an unusable photo gets ``error`` and the rest go on.
+
+        Photos under ``root`` (their dataset or folder) are named relative to it, so no server path reaches
+        a page, a download or a message.
+        """
         results = self.pipeline.embed(sources, progress=progress)
         photos = []
         for index, result in enumerate(results):
-            photo = PhotoPrediction(result.name, truths[index] if truths else None, error=result.error)
+            photo = PhotoPrediction(relative_name(result.name, root), truths[index] if truths else None,
+                                    error=result.error, found=result.found)
             if result.ok and result.faces:
                 crops = None
                 if self.finetuned:
@@ -167,6 +184,17 @@ class Predictor:
                   f"{f.label} {f.confidence:.0%}" if not f.unknown else UNKNOWN_LABEL,
                   UNKNOWN if f.unknown else KNOWN) for f in photo.faces
         ])
+
+
+def relative_name(name: str, root: Path | None) -> str:
+    """A photo's name relative to ``root`` with forward slashes (``test/alice/1.jpg``); just its file name when
+    it lies outside ``root``; as it is without a root (uploads carry their own names)."""
+    if root is None:
+        return name
+    try:
+        return Path(name).relative_to(root).as_posix()
+    except ValueError:
+        return Path(name).name
 
 
 def load_source(source: Source) -> np.ndarray:
@@ -200,7 +228,7 @@ def per_person(photos: Sequence[PhotoPrediction]) -> list[dict[str, Any]]:
     return [rows[name] for name in sorted(rows)]
 
 
-CSV_COLUMNS = ("photo", "face", "box", "label", "confidence", "top3", "distance", "truth", "correct", "error")
+CSV_COLUMNS = ("photo", "face", "box", "label", "confidence", "top3", "distance", "truth", "correct", "error", "note")
 
 
 def predictions_csv(photos: Sequence[PhotoPrediction]) -> str:
@@ -215,13 +243,13 @@ def predictions_csv(photos: Sequence[PhotoPrediction]) -> str:
         correct = "" if photo.correct is None else str(photo.correct).lower()
         truth = photo.truth or ""
         if not photo.faces:
-            writer.writerow([photo.name, "", "", "", "", "", "", truth, correct, photo.error or "no face found"])
+            writer.writerow([photo.name, "", "", "", "", "", "", truth, correct, photo.error or "no face found", ""])
         for index, face in enumerate(photo.faces):
             writer.writerow([
                 photo.name, index, " ".join(str(v) for v in face.box), face.label, f"{face.confidence:.4f}",
                 "; ".join(f"{name} {p:.4f}" for name, p in face.top3),
                 "" if face.distance is None else f"{face.distance:.4f}", truth,
-                correct if index == 0 else "", "",
+                correct if index == 0 else "", "", photo.note,
             ])
     return buffer.getvalue()
 
@@ -267,14 +295,14 @@ def photo_sources(path: Path | str) -> tuple[list[Path], list[str | None]]:
     if "test" in dataset.splits:
         records = [r for r in dataset.images if r.split == "test"]
         if not records:
-            raise ValueError(f"the test split of {root} has no photos.")
+            raise ValueError(f"the test split of {root.name} has no photos.")
         return [r.path for r in records], [r.person for r in records]
     if "train" in dataset.splits:
-        raise ValueError(f"{root} is a dataset without a test/ split; predicting its training photos would "
+        raise ValueError(f"{root.name} is a dataset without a test/ split; predicting its training photos would "
                          "say nothing about the model. Add a test split or pick a folder of new photos.")
     photos = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
     if not photos:
-        raise ValueError(f"no photos found in {root}")
+        raise ValueError(f"no photos found in {root.name}")
     return photos, [None] * len(photos)
 
 
@@ -303,6 +331,7 @@ class PhotoSet:
     label: str
     sources: list[Source]  # paths, or (name, bytes) for uploads and webcam shots
     truths: list[str | None]
+    root: Path | None = None  # the folder the paths are in: photos are named relative to it
 
     @property
     def short_id(self) -> str:
@@ -313,7 +342,8 @@ class PhotoSet:
 def dataset_photos(path: Path) -> PhotoSet:
     """A dataset's labelled test split (see :func:`photo_sources`); the key changes when its files change."""
     paths, truths = photo_sources(path)
-    return PhotoSet(f"dataset:{path}:{fingerprint(scan(path))}", f"the test split of {path.name}", list(paths), truths)
+    return PhotoSet(f"dataset:{path}:{fingerprint(scan(path))}", f"the test split of {path.name}", list(paths), truths,
+                    path)
 
 
 def uploaded_photos(files: Sequence[tuple[str, bytes]], label: str) -> PhotoSet:
@@ -325,18 +355,24 @@ def uploaded_photos(files: Sequence[tuple[str, bytes]], label: str) -> PhotoSet:
 
 
 class DatasetGone(ValueError):
-    """The run's dataset folder is not on this server any more (moved, deleted, or the run was trained elsewhere)."""
+    """The run's dataset folder is not on this server any more (moved, deleted, or the run was trained elsewhere),
+    or not one this user may open."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(f"the run's dataset folder ({root}) is not on this server any more")
+    def __init__(self, root: Path, reason: str | None = None) -> None:
+        super().__init__(reason or f"the run's dataset ({root.name}) is not on this server any more")
         self.root = root
 
 
 def run_dataset(predictor: Predictor) -> Path:
-    """The folder the run was trained on; :class:`DatasetGone` when it is not here any more."""
+    """The folder the run was trained on; :class:`DatasetGone` when it is not here any more, or when the server
+    serves browsers and it is a folder the user may not open (``core.data.layout.may_open``: the message then
+    names no path)."""
     root = Path(predictor.run.config.dataset)
     if not predictor.run.config.dataset or not root.is_dir():
         raise DatasetGone(root)
+    if not may_open(root):
+        raise DatasetGone(root, "the run's dataset is neither one of your datasets nor one the server shares, "
+                                "and opening other server folders is off")
     return root
 
 
@@ -468,6 +504,7 @@ class Summary:
     accuracy: float | None
     errors: list[tuple[str, str]]  # (photo, why it could not be used)
     strangers: list[str]  # labelled persons the run does not know: 'unknown' is their best answer, counted wrong
+    capped: list[tuple[str, str]] = field(default_factory=list)  # (photo, what the face cap left out)
 
 
 def summarize(photos: Sequence[PhotoPrediction], known: Sequence[str]) -> Summary:
@@ -479,4 +516,5 @@ def summarize(photos: Sequence[PhotoPrediction], known: Sequence[str]) -> Summar
         photos=len(photos), faces=len(faces), unknown_faces=sum(face.unknown for face in faces),
         no_face=sum(p.no_face for p in photos), judged=len(judged), correct=sum(bool(p.correct) for p in judged),
         accuracy=accuracy(photos), errors=[(p.name, p.error) for p in photos if p.error is not None],
-        strangers=sorted({p.truth for p in judged if p.truth is not None and p.truth not in knows}))
+        strangers=sorted({p.truth for p in judged if p.truth is not None and p.truth not in knows}),
+        capped=[(p.name, p.note) for p in photos if p.note])

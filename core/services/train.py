@@ -23,7 +23,7 @@ from core.images import load_image
 from core.pipeline.backbones import BACKBONES
 from core.pipeline.detection import DETECTORS
 from core.pipeline.embeddings import EmbeddingCache, Pipeline, Progress, Stopped, embed_dataset, pipeline_key
-from core.runs import RunInfo, load_run, save_run
+from core.runs import RunInfo, check_run_name, load_run, save_run
 from core.services.jobs import Cancelled, Job
 from core.services.predict import Predictor
 from core.training.config import EpochCallback, StopCheck, TrainConfig, TrainResult
@@ -131,6 +131,7 @@ def train_on_dataset(root: Path | str, pipeline: Pipeline, config: TrainConfig, 
     """
 
     config.validate()
+    name = None if name is None else check_run_name(name)  # a bad name is refused now, not after the training
     check_trainable(root)
     dataset = scan(root)
     config.dataset, config.dataset_fingerprint = str(dataset.root), fingerprint(dataset)
@@ -225,7 +226,7 @@ class TrainJob(Job[TrainOutcome]):
 def start_training(root: Path | str, pipeline: Pipeline, config: TrainConfig, name: str | None = None) -> TrainJob:
     """Train in the background (embedding → training → evaluating) and list the validation mistakes.
 
-    The caller refuses what it can first (:func:`check_trainable`, ``config.validate()``), before
+    The caller refuses what it can first (:func:`check_trainable`, ``config.validate()``, ``check_run_name``), before
     building the pipeline's models; whatever goes wrong later ends the job with a clear message.
     """
 

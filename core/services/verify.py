@@ -22,10 +22,10 @@ from core.compare.distances import METRICS
 from core.compare.verification import Verdict, verify
 from core.data.layout import FileRecord, scan
 from core.drawing import EYE, Label, draw_labels, draw_points
-from core.images import ImageError, downscale, load_image
+from core.images import ImageError, downscale, load_image, read_file
 from core.pipeline.alignment import AlignedFace
-from core.pipeline.detection.base import Face
-from core.pipeline.embeddings import Pipeline
+from core.pipeline.detection.base import Face, Point
+from core.pipeline.embeddings import Pipeline, faces_note
 
 DISPLAY_SIDE = 640  # step images are cut around the face and shrunk to at most this many pixels a side
 
@@ -67,6 +67,12 @@ class PhotoAnalysis:
     size: tuple[int, int]  # width, height
     faces: list[FaceView]
     overview: np.ndarray | None = None
+    found: int = 0  # faces the detector found; more than ``faces`` when the face cap applied
+
+    @property
+    def note(self) -> str:
+        """What the face cap left out ("49 faces found, the 20 largest were used"), or ""."""
+        return faces_note(self.found, len(self.faces))
 
     def face(self, index: int) -> FaceView:
         """Face ``index`` (0 = the largest), or a ValueError saying how many there are."""
@@ -83,10 +89,32 @@ def _around(box: tuple[int, int, int, int], width: int, height: int) -> tuple[in
     return max(0, x - pad), max(0, y - pad), min(width, x + w + pad), min(height, y + h + pad)
 
 
-def _cut(image: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
-    left, top, right, bottom = region
-    part = image[top:bottom, left:right]
-    return downscale(np.ascontiguousarray(part), DISPLAY_SIDE)[0] if part.size else image[:1, :1]
+def _step(image: np.ndarray, label: Label, points: Sequence[Point], matrix: np.ndarray | None = None,
+          line: bool = False) -> np.ndarray:
+    """One step's picture: the region around ``label``'s box (of the image moved by the 2×3 ``matrix`` when given),
+    drawn on and shrunk for display.
+
+    Only that region is copied, rotated and drawn on: a whole copy of a 24-megapixel photo per face and
+    step would cost about 100 MB each.
+    """
+    import cv2  # lazy: OpenCV loads only where a photo is analysed step by step
+
+    height, width = image.shape[:2]
+    left, top, right, bottom = _around(label.box, width, height)
+    if right <= left or bottom <= top:
+        return image[:1, :1]
+    if matrix is None:
+        part = np.ascontiguousarray(image[top:bottom, left:right])
+    else:
+        shifted = np.array(matrix, dtype=np.float64)
+        shifted[:, 2] -= (left, top)
+        part = cv2.warpAffine(image, shifted, (right - left, bottom - top), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    x, y, w, h = label.box
+    part = draw_labels(part, [Label((x - left, y - top, w, h), label.text, label.colour)])
+    if points:
+        part = draw_points(part, [(px - left, py - top) for px, py in points], line=line)
+    return downscale(part, DISPLAY_SIDE)[0]
 
 
 def display_input(network_input: np.ndarray) -> np.ndarray:
@@ -99,16 +127,11 @@ def display_input(network_input: np.ndarray) -> np.ndarray:
 
 def _steps(image: np.ndarray, face: Face, aligned: AlignedFace) -> tuple[np.ndarray, np.ndarray]:
     """Pictures of steps 1 and 2, cut around the face so a small face in a big photo stays visible."""
-    height, width = image.shape[:2]
     points = list(face.landmarks.values()) or [p for p in (face.left_eye, face.right_eye) if p is not None]
-    detected = draw_labels(image, [Label(face.box, f"{face.score:.2f}")])
-    detected = draw_points(detected, points) if points else detected
-    rotated = aligned.rotated if aligned.rotated is not None else image
-    side_box = aligned.crop_box or face.box
-    eye_line = draw_labels(rotated, [Label(side_box, f"{aligned.angle:+.1f}°", EYE)])
-    if aligned.rotated_eyes is not None:
-        eye_line = draw_points(eye_line, list(aligned.rotated_eyes), line=True)
-    return _cut(detected, _around(face.box, width, height)), _cut(eye_line, _around(side_box, width, height))
+    detected = _step(image, Label(face.box, f"{face.score:.2f}"), points)
+    eye_line = _step(image, Label(aligned.crop_box or face.box, f"{aligned.angle:+.1f}°", EYE),
+                     list(aligned.rotated_eyes or ()), aligned.matrix if aligned.aligned else None, line=True)
+    return detected, eye_line
 
 
 def analyse_photo(pipeline: Pipeline, data: bytes, name: str, with_steps: bool = False) -> PhotoAnalysis:
@@ -131,7 +154,8 @@ def analyse_photos(pipeline: Pipeline, photos: Sequence[tuple[bytes, str]], with
             images.append(load_image(data))
         except ImageError as exc:
             raise ImageError(f"{name}: {exc}") from exc
-    found_per_photo = pipeline.faces_many(images, keep_steps=with_steps)
+    counted = pipeline.faces_found(images)  # steps are drawn from the photo itself, region by region
+    found_per_photo = [found for found, _ in counted]
     for found, (_, name) in zip(found_per_photo, photos):
         if not found:
             raise NoFaceError(no_face_message(name, pipeline.detector.name))
@@ -139,17 +163,17 @@ def analyse_photos(pipeline: Pipeline, photos: Sequence[tuple[bytes, str]], with
     embeddings = np.asarray(pipeline.backbone.embed(crops), dtype=np.float32)
     inputs = pipeline.backbone.preprocess(crops) if with_steps else None
     analyses, start = [], 0
-    for image, found, (_, name) in zip(images, found_per_photo, photos):
+    for image, (found, count), (_, name) in zip(images, counted, photos):
         views = [FaceView(face, aligned, embeddings[start + i]) for i, (face, aligned) in enumerate(found)]
         overview = None
         if with_steps:
             for view, network_input in zip(views, inputs[start:start + len(found)]):  # type: ignore[index]
                 view.detected, view.eye_line = _steps(image, view.face, view.aligned)
                 view.network_input = display_input(network_input)
-                view.aligned.rotated = None  # the whole rotated photo is no longer needed; keep cached results small
-            labels = [Label(view.face.box, str(i + 1)) for i, view in enumerate(views)]
-            overview = downscale(draw_labels(image, labels), DISPLAY_SIDE * 2)[0]
-        analyses.append(PhotoAnalysis(name, (image.shape[1], image.shape[0]), views, overview))
+            small, factor = downscale(image, DISPLAY_SIDE * 2)  # drawn on the small copy: no full-size copy
+            overview = draw_labels(small, [Label(tuple(round(v * factor) for v in view.face.box), str(i + 1))  # type: ignore[arg-type]
+                                           for i, view in enumerate(views)])
+        analyses.append(PhotoAnalysis(name, (image.shape[1], image.shape[0]), views, overview, count))
         start += len(found)
     return analyses
 
@@ -194,7 +218,7 @@ def labelled_photos(root: Path | str) -> dict[str, list[FileRecord]]:
 
 def read_photo(record: FileRecord) -> tuple[str, bytes]:
     """A dataset photo as (name, bytes) for :func:`analyse_photo`; the name says whose photo it is."""
-    return f"{record.person}/{record.path.name}", record.path.read_bytes()
+    return f"{record.person}/{record.path.name}", read_file(record.path)  # a FIFO named like a photo must not hang
 
 
 AlignmentMemory = MutableMapping[tuple[Any, ...], dict[bool, float]]

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core.data import builder
-from pages.common import flash, gallery, user_errors
+from pages.common import flash, gallery, plain, user_errors
 
 
 def _bump(name: str) -> None:
@@ -23,16 +23,17 @@ def _bump(name: str) -> None:
 def add_photos_section(dataset: str, person: str) -> None:
     round_ = st.session_state.get("ds_upload_round", 0)
     uploads = st.file_uploader("Photos", type=None, accept_multiple_files=True, key=f"ds_photos_{round_}")
-    if st.button(f"Add {len(uploads or [])} photo(s) to {person}", disabled=not uploads, key="ds_add_photos"):
-        report = builder.add_photos(dataset, person, [(f.name, f.getvalue()) for f in uploads])
-        if report.added:
-            flash("success", f"Added {len(report.added)} photo(s) to {person}.")
-        for filename, message in report.rejected:
-            flash("error", f"Not added — {message}")
-        _bump("ds_upload_round")
-        st.rerun()
+    if st.button(f"Add {len(uploads or [])} photo(s) to {plain(person)}", disabled=not uploads, key="ds_add_photos"):
+        with user_errors("Photos not added"):  # a read-only or full home: the photos added before it stay
+            report = builder.add_photos(dataset, person, [(f.name, f.getvalue()) for f in uploads])
+            if report.added:
+                flash("success", f"Added {len(report.added)} photo(s) to {person}.")
+            for filename, message in report.rejected:
+                flash("error", f"Not added — {message}")
+            _bump("ds_upload_round")
+            st.rerun()
     shot = st.camera_input("Or take a webcam shot", key=f"ds_camera_{round_}")
-    if shot is not None and st.button(f"Add this shot to {person}", key="ds_add_shot"):
+    if shot is not None and st.button(f"Add this shot to {plain(person)}", key="ds_add_shot"):
         with user_errors("Shot not added"):
             builder.add_photo(dataset, person, shot.getvalue(), shot.name)
             flash("success", f"Added a webcam shot to {person}.")
@@ -43,7 +44,7 @@ def add_photos_section(dataset: str, person: str) -> None:
 def person_section(dataset: str, person: str) -> None:
     add_photos_section(dataset, person)
     photos = builder.list_photos(dataset, person)
-    st.caption(f"{person}: {len(photos)} photo(s)")
+    st.caption(f"{plain(person)}: {len(photos)} photo(s)")
 
     def remove_button(path: Path) -> None:
         if st.button("Remove", key=f"ds_remove_{path.name}"):
@@ -62,7 +63,7 @@ def person_section(dataset: str, person: str) -> None:
                 flash("success", f"Renamed {person} to {new_name.strip()}.")
                 st.rerun()
     with right:
-        sure = st.checkbox(f"Yes, delete {person} and all their photos", key=f"ds_delete_person_ok_{person}")
+        sure = st.checkbox(f"Yes, delete {plain(person)} and all their photos", key=f"ds_delete_person_ok_{person}")
         if st.button("Delete person", disabled=not sure, key="ds_delete_person"):
             with user_errors("Could not delete"):
                 builder.delete_person(dataset, person)
@@ -115,7 +116,7 @@ def builder_tab() -> None:
     else:
         st.info("Add a person, then their photos.")
     st.subheader("Delete the dataset")
-    sure = st.checkbox(f"Yes, delete '{dataset}' and every photo in it", key="ds_delete_dataset_ok")
+    sure = st.checkbox(f"Yes, delete '{plain(dataset)}' and every photo in it", key="ds_delete_dataset_ok")
     if st.button("Delete dataset", disabled=not sure, key="ds_delete_dataset"):
         with user_errors("Could not delete the dataset"):
             builder.delete_dataset(dataset)

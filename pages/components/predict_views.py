@@ -6,7 +6,6 @@ and writes the captions (Streamlit markdown).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from core.services.predict import (
     people_in,
     show_options,
 )
-from pages.common import user_errors
+from pages.common import plain, user_errors
 
 PER_PAGE = 12
 COLUMNS = 4
@@ -49,25 +48,20 @@ def short(name: str, length: int = 28) -> str:
     return stem if len(stem) <= length else stem[:length - 1] + "…"
 
 
-def escape(text: str) -> str:
-    """Text shown literally inside Streamlit markdown (file names may hold *, _, [ or :)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:$])", r"\\\1", text)
-
-
 def caption(photo: PhotoPrediction) -> str:
     """Markdown under a photo: its faces' names, green when right, red when wrong, then the file name."""
-    name = escape(short(photo.name))
+    name = plain(short(photo.name))
     if photo.error is not None:
         return f":orange[unusable] · {name}"
     if not photo.faces:
         verdict = "no face found"
     else:
-        verdict = ", ".join(f"**{escape(f.label)}** {f.confidence:.0%}" for f in photo.faces[:3])
+        verdict = ", ".join(f"**{plain(f.label)}** {f.confidence:.0%}" for f in photo.faces[:3])
         verdict += f" +{len(photo.faces) - 3}" if len(photo.faces) > 3 else ""
     if photo.correct is True:
         verdict = f":green[{verdict} · right]"
     elif photo.correct is False:
-        verdict = f":red[{verdict} · wrong, is {escape(photo.truth or '')}]"
+        verdict = f":red[{verdict} · wrong, is {plain(photo.truth or '')}]"
     return f"{verdict}  \n{name}"
 
 
@@ -101,7 +95,7 @@ def show_gallery(predictor: Predictor, batch: Batch, photos: list[PhotoPredictio
                     with user_errors(short(photo.name)):
                         st.image(batch.annotated_jpeg(predictor, index, photo, THUMB))
                 else:
-                    st.warning(f"{short(photo.name)}: {photo.error}")
+                    st.warning(plain(f"{short(photo.name)}: {photo.error}"))
                 st.caption(caption(photo))
                 st.button("Details", key=f"pr_details_{index}", on_click=st.session_state.__setitem__,
                           args=(detail_key, index))
@@ -113,17 +107,17 @@ def show_nearest(predictor: Predictor, face: FacePrediction) -> None:
     try:
         nearest = nearest_training_photos(predictor, face, NEAREST)
     except DatasetGone as gone:
-        st.caption(f"The training photos of {person} cannot be shown: {gone}.")
+        st.caption(plain(f"The training photos of {person} cannot be shown: {gone}."))
         return
     if not nearest:
-        st.caption(f"No training photo of {person} is stored with this run.")
+        st.caption(plain(f"No training photo of {person} is stored with this run."))
         return
-    st.caption(f"Nearest training photos of {person}")
+    st.caption(plain(f"Nearest training photos of {person}"))
     for column, (path, distance) in zip(st.columns(NEAREST), nearest):
         try:
             column.image(thumbnail(path, 120), caption=f"distance {distance:.3f}")
         except ImageError as exc:
-            column.caption(f"{path.name}: {exc}")
+            column.caption(plain(f"{path.name}: {exc}"))
 
 
 def show_face(predictor: Predictor, image: np.ndarray, number: int, face: FacePrediction, rule: UnknownRule) -> None:
@@ -132,7 +126,7 @@ def show_face(predictor: Predictor, image: np.ndarray, number: int, face: FacePr
     with left:
         st.image(downscale(face_crop(image, face), CROP)[0], caption=f"Face {number}", width="stretch")
     with middle:
-        guess = escape(face.best_guess)
+        guess = plain(face.best_guess)
         verdict = f"**{guess}**" if not face.unknown else f"**unknown** (best guess: {guess})"
         st.markdown(f"{verdict} · confidence {face.confidence:.0%}")
         st.dataframe(pd.DataFrame(face.top3, columns=["person", "probability"]), hide_index=True,
@@ -140,8 +134,8 @@ def show_face(predictor: Predictor, image: np.ndarray, number: int, face: FacePr
                          "probability", format="percent", min_value=0.0, max_value=1.0)})
         if face.distance is not None:
             limit = "" if rule.max_distance is None else f" (limit {rule.max_distance:.3f})"
-            st.caption(f"Distance to the nearest training face of {face.best_guess}: {face.distance:.3f}{limit}. "
-                       f"Detector score {face.detector_score:.2f}.")
+            st.caption(plain(f"Distance to the nearest training face of {face.best_guess}: {face.distance:.3f}{limit}. "
+                             f"Detector score {face.detector_score:.2f}."))
     with right:
         show_nearest(predictor, face)
 
@@ -155,7 +149,7 @@ def show_detail(predictor: Predictor, batch: Batch, photos: list[PhotoPrediction
     index = st.session_state[detail_key]
     photo = photos[index]
     if photo.error is not None:
-        st.warning(f"{photo.name} could not be used: {photo.error}")
+        st.warning(plain(f"{photo.name} could not be used: {photo.error}"))
         return
     with user_errors(f"Could not show {short(photo.name)}"):
         image = load_source(batch.sources[index])

@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.data.layout import thumbnail
 from core.services.train import Mistake, Report, TrainOutcome
+from pages.common import chart_text, plain
 
 THUMB = 120
 
@@ -46,7 +47,7 @@ def percent(value: float | None) -> str:
 
 
 def confusion_figure(metrics: dict[str, Any]) -> go.Figure:
-    labels = metrics["labels"]
+    labels = [chart_text(label) for label in metrics["labels"]]
     figure = go.Figure(go.Heatmap(z=metrics["confusion"], x=labels, y=labels, colorscale="Blues",
                                   texttemplate="%{z}", hovertemplate="true %{y}<br>predicted %{x}: %{z}<extra></extra>"))
     figure.update_layout(title="Confusion matrix (validation)", xaxis_title="predicted", yaxis_title="true",
@@ -82,16 +83,16 @@ def show_mistakes(mistakes: list[Mistake]) -> None:
         with columns[i % 6]:
             caption = f"{mistake.truth} → {mistake.predicted} ({mistake.confidence:.0%})"
             try:
-                st.image(thumbnail(mistake.path, THUMB), caption=caption)
+                st.image(thumbnail(mistake.path, THUMB), caption=plain(caption))
             except ValueError as exc:
-                st.warning(f"{caption}: {exc}")
+                st.warning(plain(f"{caption}: {exc}"))
 
 
 def show_outcome(outcome: TrainOutcome) -> None:
     """The finished run: what was saved, its scores, curves, confusion matrix, mistakes and skipped photos."""
     info, result = outcome.info, outcome.result
     status = "stopped by you, the best model so far was kept" if result.stopped else "complete"
-    st.success(f"Saved run **{info.name}** — {status}: {result.epochs_run} epoch(s) in {result.seconds:.1f} s, "
+    st.success(f"Saved run **{plain(info.name)}** — {status}: {result.epochs_run} epoch(s) in {result.seconds:.1f} s, "
                f"kept epoch {result.best_epoch + 1}.")
     columns = st.columns(4)
     columns[0].metric("Validation accuracy", percent(info.val_accuracy))
@@ -99,7 +100,7 @@ def show_outcome(outcome: TrainOutcome) -> None:
     columns[2].metric("People", info.people)
     columns[3].metric("Epochs", result.epochs_run)
     for warning in [*result.warnings, *outcome.notes]:
-        st.warning(warning)
+        st.warning(plain(warning))
     show_curves(result.history, "tr_final", result.best_epoch)
     if result.metrics is None:
         st.info("The dataset has no validation photos of the people in train, so there are no validation metrics.")

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core import runs as run_store
+from core.config import in_current_workspace
 from core.runs import RunInfo
 from core.training.heads import HEADS, head_class
 from pages.common import flash, user_errors
@@ -52,11 +53,12 @@ def run_actions(info: RunInfo, active: str | None) -> None:
                 flash("success", f"Renamed to '{renamed.name}'.")
                 st.rerun()
     with middle:
-        st.download_button("Download run (zip)", lambda: run_store.export_run_zip(info.id),
+        st.download_button("Download run (zip)", in_current_workspace(lambda: run_store.export_run_zip(info.id)),
                            file_name=f"facelab_run_{info.id}.zip", mime="application/zip", key="tr_run_zip",
                            help="Every file of the run: model, labels, settings, history and metrics.")
         exportable = info.head in HEADS.entries() and head_class(info.head).savedmodel
-        st.download_button("Download SavedModel (zip)", lambda: run_store.export_savedmodel_zip(info.id),
+        st.download_button("Download SavedModel (zip)",
+                           in_current_workspace(lambda: run_store.export_savedmodel_zip(info.id)),
                            file_name=f"facelab_savedmodel_{info.id}.zip", mime="application/zip",
                            key="tr_run_savedmodel", disabled=not exportable,
                            help="The head as a TensorFlow SavedModel: raw embeddings in, probabilities out "

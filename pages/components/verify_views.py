@@ -18,7 +18,7 @@ from core.data.layout import thumbnail
 from core.services import calibrate as calibrate_service
 from core.services import gallery as gallery_service
 from core.services import verify as service
-from pages.common import user_errors
+from pages.common import chart_text, plain, user_errors
 
 THUMB = 96
 METRIC_NAMES = {"cosine": "cosine", "euclidean": "euclidean", "euclidean_l2": "euclidean (L2-normalised)"}
@@ -54,13 +54,13 @@ def show_verdict(verdict: Verdict, calibration: Calibration | None, root: Path |
     columns[1].metric("Threshold", f"{verdict.threshold:.4f}", help="Distances at or below it are the same person.")
     columns[2].metric("P(same person)", f"{verdict.confidence:.0%}")
     if calibration is None:
-        where = f"on {root.name}" if root is not None else "on a labelled dataset"
+        where = f"on {plain(root.name)}" if root is not None else "on a labelled dataset"
         st.info(f"These thresholds are **defaults** for this backbone, not calibrated on your photos. "
                 f"Calibrate them {where} in the *Calibration* section below.")
     else:
-        st.caption(f"Thresholds calibrated on {root.name if root else 'the reference dataset'} "
-                   f"({calibration.n_people} people, {calibration.n_genuine} genuine and {calibration.n_impostor} "
-                   f"impostor pairs, {calibration.created}).")
+        st.caption(plain(f"Thresholds calibrated on {root.name if root else 'the reference dataset'} "
+                         f"({calibration.n_people} people, {calibration.n_genuine} genuine and "
+                         f"{calibration.n_impostor} impostor pairs, {calibration.created})."))
     rows = [{"metric": METRIC_NAMES[check.metric], "distance": round(check.distance, 4),
              "threshold": round(check.threshold, 4), "same person?": "yes" if check.same else "no"}
             for check in service.metric_checks(verdict)]
@@ -135,15 +135,15 @@ def show_calibration_charts(calibration: Calibration) -> None:
 def show_search(faces: Faces, found: gallery_service.Gallery, metric: str) -> None:
     """The five nearest people to each compared face, with their closest photo."""
     st.subheader("Who is this?")
-    st.caption(f"The nearest people in {found.root.name} ({METRIC_NAMES[metric]} distance, each person at their "
-               "closest photo).")
+    st.caption(plain(f"The nearest people in {found.root.name} ({METRIC_NAMES[metric]} distance, each person at "
+                     "their closest photo)."))
     for label, view in faces:
         st.markdown(f"**{label}**")
         columns = st.columns(5)
         for column, match in zip(columns, gallery_service.search(found, view.embedding, metric)):
             with user_errors(match.path.name):
                 column.image(thumbnail(match.path, THUMB), width=THUMB)
-            column.caption(f"{match.person}\n\n{match.distance:.4f}")
+            column.caption(f"{plain(match.person)}\n\n{match.distance:.4f}")
 
 
 @st.cache_data(max_entries=8, show_spinner="Projecting the embeddings…")
@@ -166,12 +166,13 @@ def show_map(faces: Faces, found: gallery_service.Gallery) -> None:
     points, marked = projection(gallery_service.projection_key(found, extra), method, found, extra)
     figure = go.Figure()
     for group in gallery_service.points_by_person(found, points):
-        figure.add_trace(go.Scatter(x=group.points[:, 0], y=group.points[:, 1], mode="markers", name=group.person,
-                                    text=group.names, hovertemplate="%{text}<extra>" + group.person + "</extra>"))
+        figure.add_trace(go.Scatter(x=group.points[:, 0], y=group.points[:, 1], mode="markers",
+                                    name=chart_text(group.person), text=[chart_text(n) for n in group.names],
+                                    hovertemplate="%{text}<extra>%{fullData.name}</extra>"))
     for (label, _), point in zip(faces, marked):
         figure.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers+text", name=label, text=[label],
                                     textposition="top center", marker={"size": 18, "symbol": "star",
                                                                        "line": {"width": 1, "color": "black"}}))
-    figure.update_layout(title=f"{found.root.name}: one point per photo, coloured by person ({method.upper()})",
+    figure.update_layout(title=f"{chart_text(found.root.name)}: one point per photo, coloured by person ({method.upper()})",
                          height=520)
     st.plotly_chart(figure, key="vf_map")

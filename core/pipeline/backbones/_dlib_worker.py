@@ -4,11 +4,13 @@ Run by :mod:`core.pipeline.backbones._dlib_pool`, by path and in isolated mode, 
 imports only numpy and dlib (no FaceLab package, no TensorFlow, no Streamlit). The
 protocol is raw little-endian bytes: a request is ``count, num_jitters`` as two int32 and
 then ``count`` RGB uint8 chips of CHIP×CHIP; the reply is ``count`` × 128 float32. The
-worker exits when stdin closes, so it never outlives the process that started it.
+worker exits when stdin closes, so it never outlives the process that started it. It ignores
+Ctrl-C (SIGINT reaches the whole process group of a terminal): the parent decides when to stop.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import numpy as np
@@ -47,4 +49,5 @@ def main(model_path: str) -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     main(sys.argv[1])

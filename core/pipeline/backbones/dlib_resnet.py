@@ -128,6 +128,8 @@ class DlibResNet(Backbone):
         if pool is not None:
             try:
                 return pool.describe(chips, self.num_jitters)
+            except _dlib_pool.WorkerRestarted:
+                pass  # this request only: a fresh worker takes the next one
             except RuntimeError as exc:
                 _dlib_pool.give_up(self._path, exc)
         return self._describe_here(chips)
