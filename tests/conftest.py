@@ -201,3 +201,8 @@ def identity_clusters(people: int, per_person: int, dim: int, noise: float, seed
     centres = rng.normal(size=(people, dim))
     labels = np.repeat(np.arange(people), per_person)
     return centres[labels] + noise * rng.normal(size=(len(labels), dim)), [f"{prefix}{i}" for i in labels]
+
+
+def wait_for_charts(page, count: int) -> None:  # noqa: ANN001 - Playwright page
+    """Wait until the ``count``-th chart is drawn (a plotly chart holds two .main-svg, so count charts, not svgs)."""
+    page.locator("[data-testid=stPlotlyChart]").nth(count - 1).locator(".main-svg").first.wait_for(timeout=60_000)

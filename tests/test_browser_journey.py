@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_dataset, workspace_of
+from tests.conftest import shared_dataset, wait_for_charts, workspace_of
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -63,6 +63,7 @@ def go_to(page, title: str) -> None:  # noqa: ANN001
     """Open a page through the sidebar (same browser session) and wait for its heading."""
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
     page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+
 
 
 def metric(page, label: str):  # noqa: ANN001, ANN201 - Playwright page and locator
@@ -143,7 +144,7 @@ def test_build_audit_train_predict_verify(page, live_app, artifacts_dir: Path) -
     page.get_by_text("up to 40 head epochs").first.wait_for(timeout=30_000)
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Saved run").first.wait_for(timeout=MODEL_WAIT)
-    page.locator(CHARTS).nth(2).wait_for(timeout=60_000)  # loss, accuracy, confusion matrix
+    wait_for_charts(page, 3)  # loss, accuracy, confusion matrix
     assert page.get_by_text("Validation accuracy", exact=True).count() == 1
     expect(metric(page, "Validation accuracy")).to_have_text(re.compile(r"\d+(\.\d)?%"))
     expect(metric(page, "People")).to_have_text(str(len(PEOPLE)))
@@ -170,9 +171,9 @@ def test_build_audit_train_predict_verify(page, live_app, artifacts_dir: Path) -
     page.get_by_text("Add the second photo").wait_for(timeout=MODEL_WAIT)
     uploads.nth(1).set_input_files(str(madonna[1]))
     page.get_by_text("Same person", exact=True).wait_for(timeout=MODEL_WAIT)
-    page.locator(CHARTS).nth(2).wait_for(timeout=60_000)
+    wait_for_charts(page, 3)
     assert page.get_by_role("heading", name="Embeddings as barcodes").count() == 1
-    assert page.locator("[data-testid=stPlotlyChart]").count() == 3
+    expect(page.locator("[data-testid=stPlotlyChart]")).to_have_count(3)
     settle(page)
     screenshot(page, artifacts_dir / "journey_5_verify.png")
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_dataset
+from tests.conftest import shared_dataset, wait_for_charts
 
 pytestmark = pytest.mark.browser
+expect = pytest.importorskip("playwright.sync_api").expect
 
 MODEL_WAIT = 180_000  # ms: the first photo loads MTCNN (TensorFlow) and dlib on a busy 2-core machine
 
@@ -35,15 +36,15 @@ def test_same_person_then_different_people(page, live_app, artifacts_dir: Path) 
     page.get_by_text("Add the second photo").wait_for(timeout=MODEL_WAIT)
     uploads.nth(1).set_input_files(photo("madonna", 1))
     page.get_by_text("Same person", exact=True).wait_for(timeout=MODEL_WAIT)
-    page.locator("[data-testid=stPlotlyChart] .main-svg").nth(2).wait_for(timeout=60_000)
-    assert page.locator("[data-testid=stPlotlyChart]").count() == 3
+    wait_for_charts(page, 3)
+    expect(page.locator("[data-testid=stPlotlyChart]")).to_have_count(3)
     assert page.locator("[data-testid=stImage] img, [data-testid=stImageContainer] img").count() >= 8
     assert "Traceback" not in page.content()
     screenshot(page, artifacts_dir / "verify_same_person.png")
 
     uploads.nth(1).set_input_files(photo("elton_john", 0))
     page.get_by_text("Different people", exact=True).wait_for(timeout=MODEL_WAIT)
-    page.locator("[data-testid=stPlotlyChart] .main-svg").nth(2).wait_for(timeout=60_000)
+    wait_for_charts(page, 3)
     assert page.get_by_text("Same person", exact=True).count() == 0
     screenshot(page, artifacts_dir / "verify_different_people.png")
     assert page.foreign_requests == []
