@@ -22,7 +22,7 @@ import numpy as np
 
 from core.compare.distances import pairwise_distances
 from core.compare.unknown import UNKNOWN_LABEL, UnknownRule, min_confidence_for, nearest_by_person
-from core.data.layout import fingerprint, may_open, scan
+from core.data.layout import Dataset, fingerprint, may_open, scan
 from core.drawing import KNOWN, UNKNOWN, Label, draw_labels
 from core.images import downscale, encode_jpeg, is_image_name, load_image
 from core.pipeline.backbones import BACKBONES
@@ -287,11 +287,18 @@ def predictor_for_run(run_id: str, rule: UnknownRule | None = None) -> Predictor
 
 def photo_sources(path: Path | str) -> tuple[list[Path], list[str | None]]:
     """Photos to predict: a dataset's labelled test split, or every image in a plain folder (unlabelled)."""
+    return _sources_of(_scanned(path), Path(path))
 
+
+def _scanned(path: Path | str) -> Dataset:
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"folder not found: {root}")
-    dataset = scan(root)
+    return scan(root)
+
+
+def _sources_of(dataset: Dataset, root: Path) -> tuple[list[Path], list[str | None]]:
+    """:func:`photo_sources` of the already scanned folder ``root`` (callers that also fingerprint it scan once)."""
     if "test" in dataset.splits:
         records = [r for r in dataset.images if r.split == "test"]
         if not records:
@@ -341,8 +348,9 @@ class PhotoSet:
 
 def dataset_photos(path: Path) -> PhotoSet:
     """A dataset's labelled test split (see :func:`photo_sources`); the key changes when its files change."""
-    paths, truths = photo_sources(path)
-    return PhotoSet(f"dataset:{path}:{fingerprint(scan(path))}", f"the test split of {path.name}", list(paths), truths,
+    dataset = _scanned(path)
+    paths, truths = _sources_of(dataset, Path(path))
+    return PhotoSet(f"dataset:{path}:{fingerprint(dataset)}", f"the test split of {path.name}", list(paths), truths,
                     path)
 
 
