@@ -56,8 +56,7 @@ def home_problem() -> str | None:
         when, problem = _probed.get(root, (-PROBE_EVERY_SECONDS, None))
         if time.monotonic() - when < PROBE_EVERY_SECONDS:
             return problem
-        try:
-            root.mkdir(parents=True, exist_ok=True)
+        try:  # home() already made the folder where the disk allows
             with tempfile.TemporaryFile(dir=root) as probe:  # unnamed where the system can: nothing to leave behind
                 probe.write(bytes(PROBE_BYTES))
                 probe.flush()
