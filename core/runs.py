@@ -139,7 +139,8 @@ def _info(path: Path, record: dict[str, Any]) -> RunInfo:
 
 
 def _default_name(config: TrainConfig, stopped: bool) -> str:
-    what = "fine-tuned VGGFace16" if config.mode == "finetune" else f"{config.head} on {config.backbone or 'embeddings'}"
+    what = f"fine-tuned {config.backbone or 'network'}" if config.mode == "finetune" \
+        else f"{config.head} on {config.backbone or 'embeddings'}"
     name = f"{what} · {Path(config.dataset).name}" if config.dataset else what
     return f"{name} (stopped)" if stopped else name
 
@@ -305,16 +306,18 @@ def export_run_zip(run_id: str) -> bytes:
 
 
 def export_savedmodel_zip(run_id: str) -> bytes:
-    """The run's Keras head exported as a TensorFlow SavedModel, zipped (entries under ``<run_id>_saved_model/``)."""
+    """The run's Keras model exported as a TensorFlow SavedModel, zipped (entries under ``<run_id>_saved_model/``)."""
     with tempfile.TemporaryDirectory(prefix="facelab-export-") as tmp:
         return _zip_folder(export_savedmodel(run_id, Path(tmp) / "saved_model"), f"{run_id}_saved_model")
 
 
 def export_savedmodel(run_id: str, dest: Path | str) -> Path:
-    """Export a Keras head as a TensorFlow SavedModel folder at ``dest`` (which must not exist yet).
+    """Export a run's Keras model as a TensorFlow SavedModel folder at ``dest`` (which must not exist yet).
 
-    The model takes raw embeddings (normalisation is inside it) and returns class
-    probabilities in the order of the run's ``labels.json``, which is copied beside it.
+    A head run's model takes raw embeddings (normalisation is inside it) and returns class probabilities;
+    a fine-tuned run's is the whole network: aligned uint8 RGB crops (N, S, S, 3) in, the probabilities
+    and the fine-tuned embedding out. Probabilities are in the order of the run's ``labels.json``, which
+    is copied beside it.
     """
     dest = Path(dest).expanduser().resolve()
     if dest.exists():
@@ -326,7 +329,7 @@ def export_savedmodel(run_id: str, dest: Path | str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{dest.name}-", dir=dest.parent))
     try:
-        loaded.head.model.export(str(tmp), format="tf_saved_model", verbose=False)
+        loaded.head.export_savedmodel(tmp)
         _write_json(tmp / "labels.json", loaded.labels)
         os.replace(tmp, dest)
     except BaseException:

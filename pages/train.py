@@ -21,7 +21,7 @@ from core.pipeline.embeddings import Pipeline
 from core.runs import check_run_name
 from core.services.jobs import duration
 from core.services.train import TrainJob, check_trainable, estimate, start_training
-from core.training.config import CLASS_WEIGHTINGS, TrainConfig
+from core.training.config import TrainConfig
 from core.training.heads import head_kinds
 from pages.common import (
     backbone,
@@ -37,12 +37,12 @@ from pages.common import (
 )
 from pages.components.train_results import show_curves, show_outcome
 from pages.components.train_runs import runs_section
+from pages.components.train_settings import hyper_parameters
 
 ensure_app_navigation()
 
 JOB = "tr_job"
 STOP_ENABLED = "tr_stop_enabled"  # whether the page last drew Stop enabled (the fragment redraws the page when that changes)
-LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 MODE_LABELS = {"head": "Head on face embeddings (fast)", "finetune": "Fine-tune the face model end to end (slow)"}
 
 
@@ -104,44 +104,6 @@ def fine_tunable(backbone_name: str) -> bool:
     return BACKBONES.entry(backbone_name).factory.fine_tunable
 
 
-def hyper_parameters(mode: str, head: str) -> TrainConfig:
-    """The training settings; defaults differ per mode (fine-tuning: fewer epochs, smaller batches)."""
-    finetune = mode == "finetune"
-    defaults = TrainConfig()
-    config = TrainConfig(head=head, mode=mode)
-    if head == "centroid" and not finetune:
-        st.caption("The nearest-centroid head has no epochs: it averages each person's embeddings in one pass.")
-        return config
-    columns = st.columns(3)
-    config.epochs = int(columns[0].number_input("Epochs (at most)", 1, 5000, 10 if finetune else defaults.epochs,
-                                                key=f"tr_epochs_{mode}"))
-    config.batch_size = int(columns[1].number_input("Batch size", 1, 1024, 16 if finetune else defaults.batch_size,
-                                                    key=f"tr_batch_{mode}"))
-    config.learning_rate = float(columns[2].select_slider(
-        "Learning rate", LEARNING_RATES, value=defaults.learning_rate, key=f"tr_lr_{mode}", format_func=lambda v: f"{v:g}",
-        help="Fine-tuning uses it for the warm-up and a rate 100× lower once the network is unfrozen." if finetune
-        else None))
-    columns = st.columns(3)
-    config.seed = int(columns[0].number_input("Seed", 0, 2**31 - 1, defaults.seed, key="tr_seed",
-                                              help="The same seed and settings give the same run."))
-    config.class_weighting = columns[1].selectbox(
-        "Class weighting", CLASS_WEIGHTINGS, key="tr_weighting",
-        help="balanced: every person counts equally in the loss, however many photos they have.")
-    config.early_stopping_patience = int(columns[2].number_input(
-        "Early-stopping patience", 0, 1000, defaults.early_stopping_patience, key="tr_patience",
-        help="Stop after this many epochs without a better validation loss (0: never stop early). "
-             "The best epoch's weights are kept."))
-    if finetune:
-        columns = st.columns(3)
-        config.warmup_epochs = int(columns[0].number_input("Warm-up epochs", 0, 100, defaults.warmup_epochs,
-                                                           key="tr_warmup", help="Only the new softmax learns."))
-        config.finetune_blocks = int(columns[1].slider("Conv blocks to unfreeze", 0, 5, defaults.finetune_blocks,
-                                                       key="tr_blocks", help="Counted from the top of VGG16."))
-        config.augment = columns[2].checkbox("Augment (mirror, rotate, shift, brightness)", value=defaults.augment,
-                                             key="tr_augment")
-    return config
-
-
 def show_estimate(root: Path, detector_name: str, backbone_name: str, align: bool, config: TrainConfig) -> None:
     """The service's estimate of the run's length, from the plug-ins' declared costs and the embedding cache."""
     with st.spinner("Checking which photos are already embedded…"):
@@ -173,7 +135,7 @@ def settings_and_start() -> None:
                                 format_func=lambda k: kinds[k].label)
             st.caption(kinds[head].description)
     st.subheader("Settings")
-    config = hyper_parameters(mode, head)
+    config = hyper_parameters(mode, head, backbone_name)
     name = st.text_input("Run name (optional)", key="tr_name", placeholder="a name is made from the settings")
 
     if unavailable:

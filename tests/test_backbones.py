@@ -329,7 +329,7 @@ def test_dlib_identity(dlib_resnet) -> None:
 
     assert BACKBONES.entry("dlib-resnet").available() is None
     assert dlib_resnet.weights_id == hashlib.sha256(model_path().read_bytes()).hexdigest()[:16]
-    assert (dlib_resnet.input_size, dlib_resnet.embedding_dim, dlib_resnet.fine_tunable) == (150, 128, False)
+    assert (dlib_resnet.input_size, dlib_resnet.embedding_dim, dlib_resnet.fine_tunable) == (150, 128, True)
 
 
 def test_worker_processes_give_the_in_process_descriptors(dlib_resnet, celebrity_faces) -> None:

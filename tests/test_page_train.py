@@ -107,7 +107,7 @@ def test_defaults_render_and_vggface_is_explained() -> None:
     if reason is None:
         pytest.skip("VGG-Face weights are installed here: nothing unavailable to explain")
     assert backbones.value == "dlib-resnet"
-    assert at.radio(key="tr_mode").disabled, "fine-tuning must be off without a fine-tunable backbone"
+    assert not at.radio(key="tr_mode").disabled, "dlib-resnet is fine-tunable (through its Keras twin)"
     assert "VGG-Face (VGG16) is unavailable: VGG-Face weights not found" in texts(at.caption)
     assert at.button(key="tr_weights_download") is not None
     backbones.set_value("vggface16").run()
@@ -279,6 +279,7 @@ def test_run_management(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert list(table["detector"]) == ["haar", "haar"]
 
     assert at.selectbox(key="tr_run_pick").value == softmax.id
+    assert "The SavedModel holds the head only: face embeddings" in texts(at.caption)
     exported = zipfile.ZipFile(io.BytesIO(downloads[f"facelab_savedmodel_{softmax.id}.zip"]()))
     names = exported.namelist()
     assert f"{softmax.id}_saved_model/saved_model.pb" in names and f"{softmax.id}_saved_model/labels.json" in names
@@ -306,3 +307,14 @@ def test_run_management(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert [run.id for run in run_store.list_runs()] == [softmax.id]
     assert "Deleted 'class average'." in texts(at.success)
     assert not at.exception
+
+
+def test_savedmodel_caption_says_what_a_fine_tuned_export_holds(tmp_path: Path) -> None:
+    from pages.components.train_runs import savedmodel_contents
+
+    (tmp_path / "config.json").write_text(json.dumps({"backbone": "dlib-resnet"}), encoding="utf-8")
+    info = run_store.RunInfo("20260101-000000-abcdef", "tuned", "", 1.0, "complete", "finetune", 2, 1, None, None,
+                             tmp_path)
+    assert savedmodel_contents(info) == ("The SavedModel holds the whole fine-tuned dlib-resnet: aligned 150×150 face "
+                                         "crops (uint8 RGB) in; the probabilities (in the order of its labels.json) "
+                                         "and the face embedding out.")

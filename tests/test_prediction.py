@@ -23,6 +23,8 @@ from core.pipeline.detection.base import Detector, Face
 from core.pipeline.embeddings import Pipeline
 from core.services.predict import (
     CSV_COLUMNS,
+    EMBEDDING_SPACE,
+    FINETUNED_SPACE,
     SHOWS,
     SORTS,
     DatasetGone,
@@ -267,6 +269,26 @@ def test_predictor_without_a_gallery_uses_confidence_only(colour_predictor: Pred
     assert bare.rule == UnknownRule(max_distance=None)
     photo = bare.predict([("green.png", image_bytes(solid((10, 240, 10))))])[0]
     assert photo.faces[0].distance is None and photo.faces[0].nearest == -1
+
+
+def test_a_fine_tuned_run_measures_distances_in_its_own_networks_space(tmp_path: Path) -> None:
+    """A fine-tuned run's gallery holds its retrained network's embeddings, so a new face is embedded by that network
+    too (here one that sees red and blue swapped); an older fine-tuned run's gallery holds the backbone's."""
+
+    def swapped(crops: np.ndarray) -> np.ndarray:
+        return crops.reshape(len(crops), -1, 3).mean(axis=1)[:, ::-1].astype(np.float32) + 1.0
+
+    head = SimpleNamespace(kind="finetune", embed=swapped, predict_proba=lambda crops: np.tile([0.9, 0.1], (len(crops), 1)))
+    gallery = swapped(np.stack([solid((250, 10, 10), 8, 8), solid((10, 10, 250), 8, 8)]))
+    extras = {"train_embeddings": gallery, "train_labels": np.array(["amy", "bob"]), "unknown_max_distance": np.float32(0.05)}
+    red = [("red.png", image_bytes(solid((240, 20, 10))))]
+    for space, label in (({EMBEDDING_SPACE: np.array(FINETUNED_SPACE)}, "amy"), ({}, UNKNOWN_LABEL)):
+        run = SimpleNamespace(head=head, labels=["amy", "bob"], config=SimpleNamespace(dataset=str(tmp_path)),
+                              extras={**extras, **space})
+        face = Predictor(run, Pipeline(ColourDetector(), MeanColour())).predict(red)[0].faces[0]
+        assert face.label == label and face.confidence == pytest.approx(0.9)
+        if space:
+            assert face.distance < 0.01 and np.allclose(face.embedding, swapped(np.stack([solid((240, 20, 10), 8, 8)]))[0])
 
 
 def write_dataset(root: Path, splits: dict[str, dict[str, int]]) -> Path:

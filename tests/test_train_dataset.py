@@ -129,6 +129,7 @@ class PricedBackbone(MeanColourBackbone):
     seconds_per_photo = 0.5
     fine_tunable = True
     finetune_images_per_second = 4.0
+    finetune_blocks = (("lower",), ("top",))
 
 
 @pytest.fixture
@@ -166,6 +167,9 @@ def test_estimate_refuses_fine_tuning_a_backbone_that_cannot(tmp_path: Path, pri
     root = write_dataset(tmp_path / "ds", {"train": {"ann": 1, "bob": 1}})
     with pytest.raises(ValueError, match="cannot be fine-tuned"):
         estimate(root, "counting", "mean-colour", True, TrainConfig(mode="finetune"))
+    monkeypatch.setattr(PricedBackbone, "fine_tunable", True)
+    with pytest.raises(ValueError, match="finetune_blocks must be between 0 and 1 for mean-colour"):
+        estimate(root, "counting", "mean-colour", True, TrainConfig(mode="finetune", finetune_blocks=2))
 
 
 def test_stop_while_embedding_saves_nothing_and_keeps_the_embedded_photos(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from core.cli._pipeline import add_pipeline_arguments, build_pipeline, progress_
 if TYPE_CHECKING:
     from core.services.jobs import Job
 
-HELP = "train a face recogniser on a dataset (head on embeddings, or VGGFace16 fine-tuning) and save a run"
+HELP = "train a face recogniser on a dataset (a head on embeddings, or the face network fine-tuned) and save a run"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="dataset folder (train/, validation/, test/) or a FaceLab dataset name")
     add_pipeline_arguments(parser)
     parser.add_argument("--mode", choices=("head", "finetune"), default="head",
-                        help="head: classifier on cached embeddings (fast); finetune: VGGFace16 end to end")
+                        help="head: classifier on cached embeddings (fast); finetune: the backbone's own network "
+                             "(VGG-Face, dlib's ResNet) retrained end to end on the face crops (slow)")
     parser.add_argument("--head", choices=list(head_kinds()), default=defaults.head)
-    parser.add_argument("--epochs", type=int, default=None, help=f"default {defaults.epochs} (head), 10 (finetune)")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    finetuned = "; when fine-tuning, the backbone's own default"
+    parser.add_argument("--epochs", type=int, default=None, help=f"default {defaults.epochs}{finetuned}")
+    parser.add_argument("--batch-size", type=int, default=None, help=f"default {defaults.batch_size}{finetuned}")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help=f"default {defaults.learning_rate:g}; when fine-tuning, the warm-up's{finetuned}")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--finetune-blocks", type=int, default=defaults.finetune_blocks,
-                        help="VGG16 conv blocks unfrozen from the top when fine-tuning")
+    parser.add_argument("--finetune-blocks", type=int, default=None,
+                        help="fine-tuning: groups of layers unfrozen below the network's top one (VGG-Face: conv blocks "
+                             f"under fc6-fc7; dlib: residual stages){finetuned}")
+    parser.add_argument("--finetune-learning-rate", type=float, default=None,
+                        help=f"fine-tuning: the learning rate once layers are unfrozen{finetuned}")
     parser.add_argument("--name", default=None, help="a name for the saved run")
 
 
@@ -56,16 +62,18 @@ def wait_stopping_on_ctrl_c(job: Job[Any]) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.data.layout import resolve
+    from core.pipeline.backbones import BACKBONES, default_backbone
     from core.runs import check_run_name
     from core.services.jobs import Job
     from core.services.train import PHASES, TrainOutcome, check_trainable, train_on_dataset
     from core.training.config import TrainConfig
 
-    finetune = args.mode == "finetune"
-    config = TrainConfig(head=args.head, mode=args.mode, seed=args.seed, learning_rate=args.learning_rate,
-                         epochs=args.epochs or (10 if finetune else TrainConfig.epochs),
-                         batch_size=args.batch_size or (16 if finetune else TrainConfig.batch_size),
-                         finetune_blocks=args.finetune_blocks)
+    backbone = args.backbone or default_backbone()
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+             "finetune_blocks": args.finetune_blocks, "finetune_learning_rate": args.finetune_learning_rate}
+    chosen = dict(BACKBONES.entry(backbone).factory.finetune_defaults) if args.mode == "finetune" else {}
+    chosen.update({key: value for key, value in given.items() if value is not None})
+    config = TrainConfig(head=args.head, mode=args.mode, seed=args.seed, backbone=backbone, **chosen)
     # Everything that can be refused is refused before the models load (seconds) and the photos are embedded (minutes).
     config.validate()
     name = None if args.name is None else check_run_name(args.name)

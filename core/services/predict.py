@@ -30,6 +30,11 @@ from core.pipeline.detection import DETECTORS
 from core.pipeline.embeddings import Pipeline, Progress, Source, faces_note
 from core.runs import load_run
 
+# A gallery extra: "finetuned" when a fine-tuned run's training embeddings come from its own retrained network
+# (core.services.train), so a new face is embedded by that network too before distances are measured.
+EMBEDDING_SPACE = "embedding_space"
+FINETUNED_SPACE = "finetuned"
+
 
 @dataclass
 class FacePrediction:
@@ -122,13 +127,15 @@ class Predictor:
         default_distance = float(calibrated) if calibrated is not None and np.isfinite(calibrated) else None
         self.rule = rule or UnknownRule(min_confidence_for(len(run.labels)), default_distance)
         self.finetuned = run.head.kind == "finetune"
+        self.own_space = self.finetuned and str(extras.get(EMBEDDING_SPACE, "")) == FINETUNED_SPACE
 
     def _classify(self, embeddings: np.ndarray, crops: np.ndarray | None) -> np.ndarray:
         return self.run.head.predict_proba(crops if self.finetuned else embeddings)
 
-    def _faces(self, result: Any, probabilities: np.ndarray) -> list[FacePrediction]:
+    def _faces(self, result: Any, embeddings: np.ndarray, probabilities: np.ndarray) -> list[FacePrediction]:
+        """Each face named by ``probabilities``; ``embeddings`` (in the gallery's space) give the distance check."""
         labels = self.run.labels
-        best, where = nearest_by_person(result.embeddings, self.gallery, self.gallery_labels, labels)
+        best, where = nearest_by_person(embeddings, self.gallery, self.gallery_labels, labels)
         faces = []
         for i, face in enumerate(result.faces):
             order = np.argsort(-probabilities[i])
@@ -138,7 +145,7 @@ class Predictor:
             label = UNKNOWN_LABEL if self.rule.rejects(confidence, distance) else labels[top]
             faces.append(FacePrediction(face.box, label, confidence,
                                         [(labels[j], float(probabilities[i, j])) for j in order[:3]],
-                                        distance, int(where[i, top]), face.score, result.embeddings[i]))
+                                        distance, int(where[i, top]), face.score, embeddings[i]))
         return faces
 
     def nearest_training(self, face: FacePrediction, person: str, k: int = 4) -> list[tuple[int, float]]:
@@ -163,10 +170,11 @@ class Predictor:
             photo = PhotoPrediction(relative_name(result.name, root), truths[index] if truths else None,
                                     error=result.error, found=result.found)
             if result.ok and result.faces:
-                crops = None
+                crops, embeddings = None, result.embeddings
                 if self.finetuned:
                     crops = np.stack([aligned.crop for _, aligned in self.pipeline.faces(load_source(sources[index]))])
-                photo.faces = self._faces(result, self._classify(result.embeddings, crops))
+                    embeddings = self.run.head.embed(crops) if self.own_space else embeddings
+                photo.faces = self._faces(result, embeddings, self._classify(result.embeddings, crops))
             photos.append(photo)
         return photos
 

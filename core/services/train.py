@@ -25,7 +25,7 @@ from core.pipeline.detection import DETECTORS
 from core.pipeline.embeddings import EmbeddingCache, Pipeline, Progress, Stopped, embed_dataset, pipeline_key
 from core.runs import RunInfo, check_run_name, load_run, save_run
 from core.services.jobs import Cancelled, Job
-from core.services.predict import Predictor
+from core.services.predict import EMBEDDING_SPACE, FINETUNED_SPACE, Predictor
 from core.training.config import EpochCallback, StopCheck, TrainConfig, TrainResult
 from core.training.fit import train_head
 from core.training.heads import head_class
@@ -96,9 +96,8 @@ def estimate(root: Path | str, detector_name: str, backbone_name: str, align: bo
     per_photo = detector.seconds_per_photo + backbone.seconds_per_photo
     seconds = uncached * per_photo + cached * CACHED_SECONDS
     parts = [f"embedding {uncached} new photo(s) × ~{per_photo:.2f} s" + (f" ({cached} already cached)" if cached else "")]
+    config.check_backbone(backbone)
     if config.mode == "finetune":
-        if not backbone.fine_tunable:
-            raise ValueError(f"the {backbone_name} backbone cannot be fine-tuned; use mode 'head'.")
         rate = backbone.finetune_images_per_second
         seconds += len(records) * detector.seconds_per_photo + math.ceil(train * config.epochs / max(rate, 1e-6))
         parts.append(f"{config.epochs} fine-tuning epoch(s) of {train} crops at ~{rate:g} images/s on a CPU")
@@ -138,8 +137,7 @@ def train_on_dataset(root: Path | str, pipeline: Pipeline, config: TrainConfig, 
     config.detector, config.align = pipeline.detector.name, pipeline.align
     config.extra["detector_settings"] = dict(pipeline.detector.settings)
     config.backbone, config.weights_id = pipeline.backbone.name, pipeline.backbone.weights_id
-    if config.mode == "finetune" and not pipeline.backbone.fine_tunable:
-        raise ValueError(f"the {pipeline.backbone.name} backbone cannot be fine-tuned; use mode 'head'.")
+    config.check_backbone(pipeline.backbone)  # before minutes of embedding
     try:
         splits = embed_dataset(dataset.root, pipeline, progress=progress, should_stop=should_stop)
     except Stopped as exc:
@@ -152,14 +150,18 @@ def train_on_dataset(root: Path | str, pipeline: Pipeline, config: TrainConfig, 
     val, test = splits.get("validation"), splits.get("test")
     report = {name_: {"photos": s.photos, "used": len(s.paths), "no_face": s.no_face, "errors": s.errors,
                       "many_faces": s.many_faces} for name_, s in splits.items()}
-    if config.mode == "finetune":
+    finetune = config.mode == "finetune"
+    train_vectors, val_vectors = train.embeddings, val.embeddings if val else None
+    if finetune:
         from core.training.finetune import train_finetune  # lazy: imports Keras and TensorFlow, only fine-tune runs pay for it
 
-        size = pipeline.backbone.input_size
-        crops_val = _largest_crops(dataset.root, val.paths, pipeline) if val else np.zeros((0, size, size, 3), np.uint8)
-        result = train_finetune(config, _largest_crops(dataset.root, train.paths, pipeline), train.labels, crops_val,
-                                val.labels if val else [], pipeline.backbone.model, on_epoch=on_epoch,
-                                should_stop=should_stop)
+        crops_train = _largest_crops(dataset.root, train.paths, pipeline)
+        crops_val = _largest_crops(dataset.root, val.paths if val else [], pipeline)
+        result = train_finetune(config, crops_train, train.labels, crops_val, val.labels if val else [],
+                                pipeline.backbone, on_epoch=on_epoch, should_stop=should_stop)
+        # The gallery and the unknown-face distance live in the fine-tuned network's embedding space, where
+        # Predict measures the distance of a new face (core.services.predict.Predictor).
+        train_vectors, val_vectors = result.head.embed(crops_train), result.head.embed(crops_val)
     else:
         result = train_head(config, train.embeddings, train.labels, val.embeddings if val else None,
                             val.labels if val else None, on_epoch=on_epoch, should_stop=should_stop)
@@ -167,16 +169,18 @@ def train_on_dataset(root: Path | str, pipeline: Pipeline, config: TrainConfig, 
         on_phase("evaluating")
     test_metrics = None
     if test is not None and test.paths and all(label is not None for label in test.labels):
-        inputs = _largest_crops(dataset.root, test.paths, pipeline) if config.mode == "finetune" else test.embeddings
+        inputs = _largest_crops(dataset.root, test.paths, pipeline) if finetune else test.embeddings
         codes = encode_labels(test.labels, result.labels)
         known = codes >= 0
         if known.any():
             test_metrics = classification_metrics(codes[known], result.head.predict(inputs[known]), result.labels)
             test_metrics["no_face"] = len(test.no_face)
-    max_distance = calibrate_max_distance(train.embeddings, train.labels, val.embeddings, val.labels) if val else None
-    extras = {"train_embeddings": train.embeddings, "train_labels": np.array(train.labels, dtype=str),
+    max_distance = calibrate_max_distance(train_vectors, train.labels, val_vectors, val.labels) if val else None
+    extras = {"train_embeddings": train_vectors, "train_labels": np.array(train.labels, dtype=str),
               "train_paths": np.array(train.paths, dtype=str),
               "unknown_max_distance": np.float32(np.nan if max_distance is None else max_distance)}
+    if finetune:
+        extras[EMBEDDING_SPACE] = np.array(FINETUNED_SPACE)
     info = save_run(result, config, extras, name=name, test_metrics=test_metrics)
     return TrainOutcome(info, result, report)
 

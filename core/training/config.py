@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from core.pipeline.backbones import BACKBONES
 from core.training.heads import Head, head_kinds
 
 CLASS_WEIGHTINGS = ("balanced", "none")
@@ -35,11 +36,13 @@ class TrainConfig:
     seed: int = 0
     class_weighting: str = "balanced"  # "balanced": every person counts equally however many photos they have
     early_stopping_patience: int = 10  # epochs without a better monitored loss before stopping; 0 disables
-    mode: str = "head"  # "head": a head on fixed embeddings; "finetune": VGGFace16 end to end on crops
-    # Fine-tuning only (see core.finetune): epochs with the pretrained network frozen, how many conv
-    # blocks to unfreeze from the top afterwards, and whether to augment the crops.
+    mode: str = "head"  # "head": a head on fixed embeddings; "finetune": the backbone's own network end to end on crops
+    # Fine-tuning only (see core.training.finetune): epochs with the pretrained network frozen, how many groups of
+    # layers (VGG-Face: conv blocks; dlib: residual stages) to unfreeze below the network's top group afterwards,
+    # the learning rate then (None: learning_rate / 100), and whether to augment the crops.
     warmup_epochs: int = 2
     finetune_blocks: int = 1
+    finetune_learning_rate: float | None = None
     augment: bool = True
     # Context filled by the caller, stored for provenance and cache checks; not used by training itself.
     dataset: str = ""
@@ -64,9 +67,30 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be positive; got {self.learning_rate}.")
         if self.early_stopping_patience < 0:
             raise ValueError(f"early_stopping_patience cannot be negative; got {self.early_stopping_patience}.")
-        if self.warmup_epochs < 0 or not 0 <= self.finetune_blocks <= 5:
-            raise ValueError(f"warmup_epochs must be ≥ 0 and finetune_blocks between 0 and 5; got "
-                             f"{self.warmup_epochs} and {self.finetune_blocks}.")
+        if self.warmup_epochs < 0 or self.finetune_blocks < 0:
+            raise ValueError(f"warmup_epochs and finetune_blocks cannot be negative; got {self.warmup_epochs} and "
+                             f"{self.finetune_blocks}.")
+        if self.finetune_learning_rate is not None and not self.finetune_learning_rate > 0:
+            raise ValueError(f"finetune_learning_rate must be positive; got {self.finetune_learning_rate}.")
+        if self.mode == "finetune" and self.backbone:  # known once the caller has chosen the backbone
+            self.check_backbone(BACKBONES.entry(self.backbone).factory)
+
+    def check_backbone(self, backbone: Any) -> None:
+        """In fine-tune mode, refuse a backbone (class or instance) that cannot be fine-tuned or has fewer groups of
+        layers than ``finetune_blocks`` asks for."""
+        if self.mode != "finetune":
+            return
+        if not backbone.fine_tunable:
+            raise ValueError(f"the {backbone.name} backbone cannot be fine-tuned; use mode 'head'.")
+        below = len(backbone.finetune_blocks) - 1
+        if self.finetune_blocks > below:
+            raise ValueError(f"finetune_blocks must be between 0 and {below} for {backbone.name} (its groups of "
+                             f"layers below the top one); got {self.finetune_blocks}.")
+
+    @property
+    def finetune_rate(self) -> float:
+        """The learning rate once the pretrained layers are unfrozen: lower, so they move gently."""
+        return self.finetune_learning_rate if self.finetune_learning_rate is not None else self.learning_rate / 100
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from core import runs as run_store
 from core.config import in_current_workspace
+from core.pipeline.backbones import BACKBONES
 from core.runs import RunInfo
 from core.training.heads import HEADS, head_class
 from pages.common import flash, user_errors
@@ -34,6 +35,18 @@ def runs_frame(runs: list[RunInfo], active: str | None) -> pd.DataFrame:
                      "created": created(info), "epochs": info.epochs_run, "seconds": round(info.seconds, 1),
                      "id": info.id})
     return pd.DataFrame(rows)
+
+
+def savedmodel_contents(info: RunInfo) -> str:
+    """What the run's SavedModel export holds: a head's model on embeddings, or a fine-tuned run's whole network."""
+    if head_class(info.head).mode != "finetune":
+        return ("The SavedModel holds the head only: face embeddings (from the run's backbone) in, the probabilities "
+                "(in the order of its labels.json) out.")
+    backbone = run_store.run_config(info).get("backbone", "")
+    entry = BACKBONES.entries().get(backbone)
+    crops = f"{entry.factory.input_size}×{entry.factory.input_size}" if entry else "square"
+    return (f"The SavedModel holds the whole fine-tuned {backbone or 'network'}: aligned {crops} face crops (uint8 RGB) "
+            "in; the probabilities (in the order of its labels.json) and the face embedding out.")
 
 
 def run_actions(info: RunInfo, active: str | None) -> None:
@@ -61,9 +74,10 @@ def run_actions(info: RunInfo, active: str | None) -> None:
                            in_current_workspace(lambda: run_store.export_savedmodel_zip(info.id)),
                            file_name=f"facelab_savedmodel_{info.id}.zip", mime="application/zip",
                            key="tr_run_savedmodel", disabled=not exportable,
-                           help="The head as a TensorFlow SavedModel: raw embeddings in, probabilities out "
-                                "(in the order of its labels.json).")
-        if not exportable:
+                           help="A TensorFlow SavedModel, for use without FaceLab.")
+        if exportable:
+            st.caption(savedmodel_contents(info))
+        else:
             st.caption(f"The '{info.head}' head has no Keras model on embeddings, so it cannot be exported as a "
                        "SavedModel; download the run as a zip instead.")
     with right:

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from core.pipeline.backbones.vggface16 import MEAN_BGR
+from core.pipeline.backbones._vggface_mean import MEAN_BGR
 
 
 @keras.saving.register_keras_serializable(package="facelab")

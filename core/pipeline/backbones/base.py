@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -16,19 +17,30 @@ class Backbone(ABC):
     """Turns aligned face crops into embedding vectors.
 
     Subclasses set the class attributes and implement ``embed``; those that need
-    their own alignment (dlib's 5-point chip) override ``align``.
+    their own alignment (dlib's 5-point chip) override ``align``. A fine-tunable one also
+    declares its Keras network and the groups of layers fine-tuning may unfreeze: that is all
+    core.training.finetune knows about it.
     """
 
     name: str = "?"
     input_size: int = 224  # square crop side in pixels
     embedding_dim: int = 0
-    fine_tunable: bool = False
+    fine_tunable: bool = False  # True when finetune_network() gives a trainable Keras model
     margin: float = 0.2  # crop margin around the detector box, as a fraction of its size
     # What the rest of FaceLab reads from the class without building the model:
     decision_metric: str = "cosine"  # the metric an uncalibrated verdict decides on
     default_thresholds: Mapping[str, float] = MappingProxyType({})  # per metric; neutral ones fill the gaps
     seconds_per_photo: float = 0.3  # rough CPU cost of one face's embedding, for the Train page's first estimate
     preference: int = 10  # the default backbone is the usable one with the lowest preference
+    # Fine-tuning (read from the class, without building the model): the CPU pace for the Train page's estimate,
+    # the names of the network's layers with weights grouped bottom → top (fine-tuning always trains the top
+    # group and ``TrainConfig.finetune_blocks`` groups below it), the dropout before the new identity layer and
+    # the TrainConfig settings to start from (each fine-tunable backbone declares its own, measured).
+    finetune_images_per_second: float = 1.0
+    finetune_blocks: tuple[tuple[str, ...], ...] = ()
+    finetune_dropout: float = 0.2
+    finetune_defaults: Mapping[str, int | float] = MappingProxyType({
+        "epochs": 10, "batch_size": 16, "warmup_epochs": 2, "finetune_blocks": 1, "learning_rate": 1e-3})
 
     _weights_id: str = "builtin"  # subclasses set the checksum of the weights they loaded
 
@@ -51,3 +63,11 @@ class Backbone(ABC):
     @abstractmethod
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """Embeddings (N, embedding_dim) float32 for uint8 RGB crops (N, S, S, 3)."""
+
+    def finetune_network(self) -> Any:
+        """A new ``keras.Model`` on every call (training it leaves this backbone untouched) holding the pretrained
+        weights: raw RGB crops (N, S, S, 3) valued 0–255 in, the backbone's preprocessing inside, the embedding out.
+
+        Typed ``Any``: naming Keras here, even for type checkers only, would count as loading it with every page.
+        """
+        raise NotImplementedError(f"the {self.name} backbone cannot be fine-tuned: it has no trainable Keras network.")

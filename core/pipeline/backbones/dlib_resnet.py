@@ -11,30 +11,26 @@ from __future__ import annotations
 import math
 import threading
 import time
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.pipeline import weights as weight_files
 from core.pipeline.alignment import AlignedFace, transform_point
 from core.pipeline.backbones import BACKBONES, _dlib_pool
+from core.pipeline.backbones._dlib_dat import BLOCKS, model_path
 from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection._dlib_landmarks import dlib_unavailable_reason, shape_for
 from core.pipeline.detection.base import Face, check_rgb, order_eyes
 from core.registry import Entry
 
+if TYPE_CHECKING:
+    import keras
+
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 BATCH_SIZE = 32
-
-
-def model_path() -> Path:
-    """The bundled ResNet model file (dlib_face_recognition_resnet_model_v1.dat)."""
-    import face_recognition_models
-
-    return Path(face_recognition_models.face_recognition_model_location())
 
 
 weight_files.register(weight_files.WeightFile(
@@ -44,6 +40,7 @@ weight_files.register(weight_files.WeightFile(
 
 # dlib documents 0.6 as the euclidean threshold for its ResNet face descriptors.
 DLIB_EUCLIDEAN_THRESHOLD = 0.6
+ENGINES = ("dlib", "keras")
 
 
 class DlibResNet(Backbone):
@@ -54,33 +51,57 @@ class DlibResNet(Backbone):
     mirror image's: on glint360k pairs (MTCNN boxes framed for dlib) it lowered the EER from
     3.32 % to 2.92 % and raised the AUC from 0.9957 to 0.9967 (benchmarks/bench_verification.py)
     for one extra descriptor per face.
+
+    One network, two engines: ``engine="dlib"`` (the default) runs dlib's C++ in worker processes,
+    ``engine="keras"`` the Keras twin read from the same .dat (:mod:`._dlib_keras`), in batches in
+    this process, which is also the network :meth:`finetune_network` hands out.
     """
 
     name = "dlib-resnet"
     input_size = CHIP_SIZE
     embedding_dim = 128
-    fine_tunable = False
+    fine_tunable = True
     # dlib documents 0.6 euclidean; its descriptors are about 1.5 long, so that is about 0.4 between
     # unit vectors and 0.4²/2 = 0.08 cosine (calibration on five_celebrity_faces lands near all three).
     decision_metric = "euclidean"
     default_thresholds = MappingProxyType({"euclidean": DLIB_EUCLIDEAN_THRESHOLD, "euclidean_l2": 0.4, "cosine": 0.08})
     preference = 1
     seconds_per_photo = 0.05
+    # Whole fine-tune epochs (augmentation, the frozen levels' forward pass, validation) on a 2-core CPU: 1,116
+    # images in 28.6 s in `python -m core train five_celebrity_faces --mode finetune` (the bare training step,
+    # benchmarks/bench_dlib_keras.py --finetune: 135–143 images/s).
+    finetune_images_per_second = 35.0
+    finetune_blocks = BLOCKS  # the stem, dlib's levels 4 → 0, then the 128-d "descriptor" layer
+    # Chosen on the validation splits of five_celebrity_faces and glint360k_celebrity_sample: the descriptors are
+    # short (about 0.6 long), so the new softmax needs a high warm-up rate; the pretrained layers then move at
+    # 1e-4 (1e-3 unsettled them); one level below the descriptor beat none and two (glint validation loss
+    # 0.047 vs 0.143 and 0.053); light dropout (0.2) for a 128-d embedding that has little to spare.
+    finetune_dropout = 0.2
+    finetune_defaults = MappingProxyType({"epochs": 12, "batch_size": 16, "warmup_epochs": 4, "finetune_blocks": 1,
+                                          "learning_rate": 0.1, "finetune_learning_rate": 1e-4})
 
-    def __init__(self, num_jitters: int = 0, flip_average: bool = True) -> None:
-        import dlib  # noqa: F401 - fail here, with the registry's message, when dlib is missing
+    def __init__(self, num_jitters: int = 0, flip_average: bool = True, engine: str = "dlib") -> None:
+        import dlib  # noqa: F401 - fail here, with the registry's message, when dlib is missing (it cuts the chips)
 
         if int(num_jitters) != num_jitters or num_jitters < 0:
             raise ValueError(f"num_jitters must be a whole number ≥ 0, got {num_jitters}")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown dlib-resnet engine '{engine}'; choose one of: {', '.join(ENGINES)}")
+        if engine == "keras" and num_jitters:
+            raise ValueError("num_jitters needs engine='dlib': the random jitter is dlib's own.")
         self.num_jitters = int(num_jitters)
         self.flip_average = bool(flip_average)
+        self.engine = engine
         self._path = model_path()
         self._weights_id = weight_files.sha256_of(self._path)[:16]
         self._model: Any = None  # in-process copy, loaded only when there are no worker processes
         self._lock = threading.Lock()
-        _dlib_pool.pool_for(self._path)  # start the workers now: they load the model while the app goes on
+        if engine == "dlib":
+            _dlib_pool.pool_for(self._path)  # start the workers now: they load the model while the app goes on
 
     def cache_key(self) -> str:
+        # The same for both engines: their descriptors agree to 1e-4 (tests/test_dlib_keras.py, on real chips),
+        # so embeddings cached by one serve the other.
         return f"{self.name}:{self.weights_id}:jitter{self.num_jitters}:{'flip' if self.flip_average else 'noflip'}"
 
     def align(self, image: np.ndarray, face: Face, rotate: bool = True, keep_steps: bool = False) -> AlignedFace:
@@ -123,7 +144,11 @@ class DlibResNet(Backbone):
         )
 
     def _describe(self, chips: np.ndarray) -> np.ndarray:
-        """Descriptors of (N, 150, 150, 3) chips, in the worker processes when there are any."""
+        """Descriptors of (N, 150, 150, 3) chips: the Keras twin's, or dlib's in the worker processes when there are any."""
+        if self.engine == "keras":
+            from core.pipeline.backbones import _dlib_keras  # lazy: it imports Keras, which the dlib engine never needs
+
+            return _dlib_keras.embed(chips, self._path)
         pool = _dlib_pool.pool_for(self._path)
         if pool is not None:
             try:
@@ -167,6 +192,12 @@ class DlibResNet(Backbone):
                 out[start:start + len(batch)] = self._describe(batch)
         return out
 
+    def finetune_network(self) -> keras.Model:
+        """A new Keras twin of the network (raw 0–255 RGB chips in, the 128-d "descriptor" out) to fine-tune."""
+        from core.pipeline.backbones import _dlib_keras  # lazy: it imports Keras (the Dataset page must not load it)
+
+        return _dlib_keras.network(self._path)
+
 
 def _available() -> str | None:
     return dlib_unavailable_reason("face_recognition_model_location")
@@ -176,7 +207,7 @@ BACKBONES.register(Entry(
     name=DlibResNet.name,
     label="dlib ResNet (128-d)",
     factory=DlibResNet,
-    description="dlib's ResNet-34-style face descriptor on 5-point aligned 150×150 chips; offline, no download, "
-                "not fine-tunable.",
+    description="dlib's ResNet-34-style face descriptor on 5-point aligned 150×150 chips; offline, no download; "
+                "fine-tunable through its Keras twin.",
     available=_available,
 ))

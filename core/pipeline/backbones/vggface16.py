@@ -19,6 +19,7 @@ import numpy as np
 
 from core.pipeline import weights as weight_files
 from core.pipeline.backbones import BACKBONES
+from core.pipeline.backbones._vggface_mean import MEAN_BGR
 from core.pipeline.backbones.base import Backbone
 from core.pipeline.weights import WeightsError
 from core.registry import Entry
@@ -26,8 +27,6 @@ from core.registry import Entry
 if TYPE_CHECKING:
     import keras
 
-# Mean pixel of the VGG-Face training set per channel, in the B, G, R order the network expects.
-MEAN_BGR = (93.5940, 104.7624, 129.1863)
 CONV_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (filters, convolutions) per block
 CONV_LAYERS = tuple(f"conv{block}_{i}" for block, (_, count) in enumerate(CONV_BLOCKS, 1) for i in range(1, count + 1))
 TOP_LAYERS = ("fc6", "fc7", "fc8")
@@ -182,6 +181,12 @@ class VGGFace16(Backbone):
     preference = 0
     seconds_per_photo = 0.35
     finetune_images_per_second = 2.0  # rough CPU pace of fine-tuning, for the Train page's estimate
+    # Each convolution block, then fc6–fc7 on top: "1 block" unfreezes conv5 and fc6–fc7, "0" the fully connected only.
+    finetune_blocks = (*(tuple(name for name in CONV_LAYERS if name.startswith(f"conv{block}_"))
+                         for block in range(1, len(CONV_BLOCKS) + 1)), ("fc6", "fc7"))
+    finetune_dropout = 0.5  # as in VGG16's own training, for its 4096-d fc7
+    finetune_defaults = MappingProxyType({"epochs": 10, "batch_size": 16, "warmup_epochs": 2, "finetune_blocks": 1,
+                                          "learning_rate": 1e-3, "finetune_learning_rate": 1e-5})
 
     def __init__(self, layer: str = "fc8", weights: str | Path | None = None) -> None:
         import keras
@@ -212,6 +217,24 @@ class VGGFace16(Backbone):
 
     def cache_key(self) -> str:
         return f"{self.name}:{self.layer}:{self.weights_id}"
+
+    def finetune_network(self) -> keras.Model:
+        """A fresh copy of the loaded VGG16 from raw crops to fc7 after its ReLU, VGG-Face preprocessing inside.
+
+        Its layers keep their names (conv1_1 … fc7), so ``finetune_blocks`` and saved fine-tuned layers find them.
+        """
+        import keras
+
+        from core.pipeline.backbones._vggface_layers import VGGFacePreprocess  # lazy: defining the layer imports Keras
+
+        copy = build_vggface16(include_top=True, input_size=self.input_size, classes=int(self.model.output_shape[-1]),
+                               fc_units=int(self.model.get_layer("fc6").units))
+        copy.set_weights(self.model.get_weights())
+        inputs = keras.Input((self.input_size, self.input_size, 3), name="crop")
+        x = VGGFacePreprocess(name="vggface_preprocess")(inputs)
+        for layer in copy.layers[1:copy.layers.index(copy.get_layer("fc7_relu")) + 1]:
+            x = layer(x)
+        return keras.Model(inputs, x, name="vggface16")
 
     def preprocess(self, crops: np.ndarray) -> np.ndarray:
         return preprocess_input(crops)

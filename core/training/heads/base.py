@@ -93,6 +93,10 @@ class Head(ABC):
         """Most likely class index per row."""
         return np.argmax(self.predict_proba(X), axis=1)
 
+    def export_savedmodel(self, directory: Path) -> None:
+        """Write the head as a TensorFlow SavedModel (heads with ``savedmodel``): embeddings in, probabilities out."""
+        self.model.export(str(directory), format="tf_saved_model", verbose=False)
+
 
 def load_keras_model(path: Path, **options: Any) -> Any:
     """A saved Keras model, or a clear error naming the file (Keras heads and the fine-tuned head)."""
