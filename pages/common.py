@@ -130,7 +130,7 @@ def choose(kind: str, registry: Any, default: str, key: str) -> str | None:
         st.error(f"No {kind} is usable on this server.")
     for other, reason in reasons.items():
         if reason is not None:
-            st.caption(f"~~{entries[other].label}~~ unavailable: {reason}")
+            st.caption(f"~~{entries[other].label}~~ unavailable: {plain(reason)}")
     return name
 
 

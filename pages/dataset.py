@@ -7,14 +7,12 @@ the files) go through ``pages.common.flash``, a per-user list in ``st.session_st
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from core.data import zipimport
-from core.data.audit import FACES_COLUMN, Audit, problem_count, with_face_counts
+from core.data.audit import FACES_COLUMN, Audit, problem_count, problems_and_notes, with_face_counts
 from core.data.layout import fingerprint
 from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS, count_faces
 from pages.common import (
@@ -34,6 +32,7 @@ from pages.components.dataset_builder import builder_tab
 ensure_app_navigation()
 
 SEVERITY_ICONS = {"error": "🔴 error", "warning": "🟠 warning", "info": "🔵 info"}
+ZIP_NAME_SUGGESTED = "ds_zip_name_suggested"  # the name last filled in from a zip's file name
 
 
 # --- audit -------------------------------------------------------------------------------------------
@@ -59,13 +58,17 @@ def show_charts(result: Audit) -> None:
 
 
 def show_problems(result: Audit) -> None:
-    frame = result.problems_frame()
-    st.subheader(f"Problems ({len(frame)})")
-    if frame.empty:
+    """Problems (the rows the headline metric counts), then the notes apart: worth knowing, nothing to fix."""
+    problems, notes = problems_and_notes(result)
+    st.subheader(f"Problems ({len(problems)})")
+    if problems.empty:
         st.success("No problems found.")
-        return
-    frame["severity"] = frame["severity"].map(SEVERITY_ICONS)
-    st.dataframe(frame, hide_index=True, width="stretch")
+    else:
+        st.dataframe(problems.assign(severity=problems["severity"].map(SEVERITY_ICONS)), hide_index=True,
+                     width="stretch")
+    if not notes.empty:
+        with st.expander(f"Notes ({len(notes)}): worth knowing, nothing to fix"):
+            st.dataframe(notes.drop(columns="severity"), hide_index=True, width="stretch")
 
 
 def show_gallery(result: Audit) -> None:
@@ -141,17 +144,19 @@ def audit_tab() -> None:
 
 
 def import_tab() -> None:
-    st.write("Upload a zip laid out as `train/<person>/<photo>`, `validation/…`, `test/…` "
-             "(a single top-level folder around them is fine).")
+    st.write("Upload a zip laid out as `train/<person>/<photo>`, `validation/…`, `test/…`, or just "
+             "`<person>/<photo>` (FaceLab then splits it 70/15/15); a single top-level folder around them is fine.")
     upload = st.file_uploader("Zip file", type=["zip"], key="ds_zip")
+    suggested = zipimport.name_from_file(upload.name) if upload is not None else ""
+    if st.session_state.get("ds_zip_name", "") in ("", st.session_state.get(ZIP_NAME_SUGGESTED, "")):
+        st.session_state["ds_zip_name"] = suggested  # the zip's name until the user types their own
+    st.session_state[ZIP_NAME_SUGGESTED] = suggested
     name = st.text_input("Dataset name", key="ds_zip_name", placeholder="the zip file's name")
     overwrite = st.checkbox("Replace an existing dataset with this name", key="ds_zip_overwrite")
     if st.button("Import", disabled=upload is None, key="ds_zip_import"):
         with user_errors("Import refused"):
-            report = zipimport.import_zip(upload.getvalue(), name.strip() or Path(upload.name).stem,
-                                         overwrite=overwrite)
-            st.success(f"Imported {report.images} photos of {len(report.people)} people as '{plain(report.name)}'. "
-                       "Pick it in the Audit tab.")
+            report = zipimport.import_zip(upload.getvalue(), name, overwrite=overwrite)
+            st.success(plain(f"{report.summary()} Pick it in the Audit tab."))
             if report.skipped:
                 st.warning(f"{len(report.skipped)} file(s) were not kept:")
                 st.dataframe(pd.DataFrame(report.skipped), hide_index=True)

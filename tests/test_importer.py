@@ -200,6 +200,69 @@ def test_zip_without_valid_layout(entries: list[tuple[str, bytes]]) -> None:
     assert home_is_clean()
 
 
+def flat_entries(people: dict[str, int], prefix: str = "") -> list[tuple[str | zipfile.ZipInfo, bytes]]:
+    """``<prefix><person>/<i>.png`` only: the layout Teachable Machine users have, no split folders."""
+    names = [f"{prefix}{person}/{i}.png" for person, n in people.items() for i in range(n)]
+    return [(name, png(seed)) for seed, name in enumerate(names)]
+
+
+def layout_of(root: Path) -> dict[str, dict[str, list[str]]]:
+    """``{split: {person: sorted file names}}`` of an imported dataset."""
+    return {split.name: {person.name: sorted(p.name for p in person.iterdir()) for person in split.iterdir()}
+            for split in root.iterdir()}
+
+
+@pytest.mark.parametrize("prefix", ["", "Teachable Machine/"])
+def test_flat_zip_is_split_70_15_15_per_person(prefix: str) -> None:
+    entries = flat_entries({"amy": 10, "bob": 7, "cy": 1}, prefix) + [(f"{prefix}README.txt", b"hi"),
+                                                                      (f"{prefix}amy/notes.txt", b"x"),
+                                                                      (f"{prefix}bob/old/0.png", png(99))]
+    report = zipimport.import_zip(make_zip(entries), "flat")
+    assert report.flat_split == (70, 15, 15) and report.people == ["amy", "bob", "cy"]
+    assert report.wrapper == (prefix.rstrip("/") or None)
+    layout = layout_of(report.path)
+    counts = {person: tuple(len(layout[split].get(person, [])) for split in ("train", "validation", "test"))
+              for person in ("amy", "bob", "cy")}
+    assert counts == {person: builder.split_counts(n, (0.7, 0.15, 0.15)) for person, n in
+                      (("amy", 10), ("bob", 7), ("cy", 1))}
+    assert report.images == 18 and report.per_split == {"train": 13, "validation": 3, "test": 2}
+    assert sorted(f for split in layout.values() for f in split["amy"]) == sorted(f"{i}.png" for i in range(10))
+    skipped = {item["path"]: item["reason"] for item in report.skipped}
+    assert skipped == {"README.txt": "not inside a person folder", "amy/notes.txt": "not an image file",
+                       "bob/old/0.png": "nested deeper than <person>/<photo>"}
+    assert report.summary() == ("Flat zip (no train/validation/test folders): 18 photos of 3 people split 70/15/15 "
+                                "(13 train, 3 validation, 2 test), imported as 'flat'.")
+    assert audit(scan(report.path)).totals()["per_split"] == report.per_split  # what the Audit tab will count
+
+
+def test_flat_zip_split_is_the_same_whatever_the_entry_order() -> None:
+    entries = flat_entries({"amy": 9, "bob": 6})
+    first = layout_of(zipimport.import_zip(make_zip(entries), "one").path)
+    second = layout_of(zipimport.import_zip(make_zip(entries[::-1]), "two").path)
+    assert first == second
+
+
+def test_a_split_zip_is_not_resplit_and_says_so() -> None:
+    report = zipimport.import_zip(make_zip(good_entries()), "faces")
+    assert report.flat_split is None and report.summary() == "Imported 8 photos of 2 people as 'faces'."
+
+
+@pytest.mark.parametrize(("filename", "name"), [
+    ("My faces (2).zip", "My faces 2"), ("C:\\Users\\me\\class 3B.ZIP", "class 3B"), ("../../etc.zip", "etc"),
+    ("\u202eevil.zip", "evil"), ("Zoë_set.zip", "Zoë_set"), ("con.zip", ""), (".zip", ""), ("((()).zip", ""),
+])
+def test_name_from_the_zip_file_name(filename: str, name: str) -> None:
+    assert zipimport.name_from_file(filename) == name
+    if name:
+        assert names.safe_name(name) == name
+
+
+def test_name_from_a_long_zip_file_name_is_cut_to_the_limit() -> None:
+    from core.config import limits
+
+    assert zipimport.name_from_file("a" * 500 + ".zip") == "a" * limits().max_name_length
+
+
 def test_bad_dataset_name_refused_before_reading() -> None:
     with pytest.raises(ValueError, match="separator"):
         zipimport.import_zip(make_zip(good_entries()), "../outside")

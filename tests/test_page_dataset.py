@@ -182,3 +182,84 @@ def test_webcam_shot() -> None:
     at.button(key="ds_add_shot").click()
     at.run()
     assert len(builder.list_photos("cam", "me")) == 1 and not at.exception
+
+
+def test_problems_metric_counts_the_rows_listed_under_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dataset whose only finding is a note (no test/ folder): the metric, the heading and the list agree on 0,
+    and the note is still shown, apart. Then a dataset with warnings: again the same number in both places."""
+    seed = 0
+    for split, n in (("train", 2), ("validation", 1)):
+        for person in ("amy", "bob"):
+            for i in range(n):
+                seed += 1
+                (tmp_path / "shared" / "notes" / split / person).mkdir(parents=True, exist_ok=True)
+                (tmp_path / "shared" / "notes" / split / person / f"{i}.png").write_bytes(png(seed))
+    make_dataset(tmp_path / "shared" / "warnings")
+    monkeypatch.setenv("FACELAB_DATASET_DIRS", str(tmp_path / "shared"))
+    at = page_app()
+    picker = at.selectbox(key="ds_pick")
+    picker.select(next(o for o in picker.options if o.startswith("notes ("))).run()
+    headings = [h.value for h in at.subheader if h.value.startswith("Problems (")]
+    assert {m.label: m.value for m in at.metric}["Problems"] == "0" and headings == ["Problems (0)"]
+    assert any(s.value == "No problems found." for s in at.success)
+    assert [e.label for e in at.expander if e.label.startswith("Notes")] == ["Notes (1): worth knowing, nothing to fix"]
+    picker.select(next(o for o in picker.options if o.startswith("warnings ("))).run()
+    count = {m.label: m.value for m in at.metric}["Problems"]
+    assert int(count) > 0 and [h.value for h in at.subheader if h.value.startswith("Problems (")] == [f"Problems ({count})"]
+    assert len(at.dataframe[1].value) == int(count) and not at.exception
+
+
+def test_builder_selects_what_was_just_made_and_empties_the_boxes() -> None:
+    """After Add person the Person selector is on the new person (the Add button names them), and every text
+    box that was used is empty again: before, "Add 8 photo(s) to Roger Federer" added Serena's photos."""
+    at = page_app()
+    at.text_input(key="ds_new_name").input("tennis")
+    at.button(key="ds_create").click().run()
+    assert at.selectbox(key="ds_builder_dataset").value == "tennis" and at.text_input(key="ds_new_name").value == ""
+    for person in ("Roger Federer", "Serena Williams"):
+        at.text_input(key="ds_new_person").input(person)
+        at.button(key="ds_add_person").click().run()
+        assert at.selectbox(key="ds_builder_person").value == person
+        assert at.text_input(key="ds_new_person").value == ""
+    at.file_uploader(key="ds_photos_0").set_value([(f"{i}.png", png(i), "image/png") for i in range(2)])
+    at.run()
+    assert displayed(at.button(key="ds_add_photos").label) == "Add 2 photo(s) to Serena Williams"
+    at.button(key="ds_add_photos").click().run()
+    assert len(builder.list_photos("tennis", "Serena Williams")) == 2 and builder.list_photos("tennis", "Roger Federer") == []
+    at.text_input(key="ds_rename_Serena Williams").input("Venus Williams")
+    at.button(key="ds_rename").click().run()
+    assert at.selectbox(key="ds_builder_person").value == "Venus Williams"
+    assert at.text_input(key="ds_rename_Venus Williams").value == ""
+    at.text_input(key="ds_new_name").input("chess")
+    at.button(key="ds_create").click().run()
+    assert at.selectbox(key="ds_builder_dataset").value == "chess" and not at.exception and not at.error
+
+
+def flat_zip(people: dict[str, int]) -> bytes:
+    """A Teachable-Machine-style zip: ``<person>/<photo>`` only, no split folders."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        seed = 100
+        for person, n in people.items():
+            for i in range(n):
+                seed += 1
+                archive.writestr(f"{person}/{i}.png", png(seed))
+    return buffer.getvalue()
+
+
+def test_zip_name_comes_from_the_file_and_a_flat_zip_is_split() -> None:
+    at = page_app()
+    at.file_uploader(key="ds_zip").upload("My faces (2).zip", flat_zip({"amy": 10, "bob": 10}), "application/zip")
+    at.run()
+    assert at.text_input(key="ds_zip_name").value == "My faces 2"
+    at.button(key="ds_zip_import").click().run()
+    message = displayed(at.success[0].value)
+    assert message.startswith("Flat zip (no train/validation/test folders): 20 photos of 2 people split 70/15/15 "
+                              "(14 train, 4 validation, 2 test), imported as 'My faces 2'."), message
+    root = datasets_dir() / "My faces 2"
+    assert sorted(p.name for p in root.iterdir()) == ["test", "train", "validation"]
+    assert len(list((root / "train" / "amy").iterdir())) == 7
+    at.text_input(key="ds_zip_name").input("typed").run()
+    at.file_uploader(key="ds_zip").upload("other.zip", flat_zip({"amy": 3, "bob": 3}), "application/zip")
+    at.run()
+    assert at.text_input(key="ds_zip_name").value == "typed" and not at.exception

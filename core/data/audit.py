@@ -251,6 +251,17 @@ def with_face_counts(result: Audit, counts: Sequence[int | None]) -> pd.DataFram
     return frame
 
 
+NOTE_SEVERITY = "info"  # a note: worth knowing (a missing test/ folder, a look-alike photo), nothing to fix
+
+
+def problems_and_notes(result: Audit) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The problems table cut in two, problems to act on (errors, warnings) and notes, so the page's headline
+    number and its "Problems (n)" list count the same rows."""
+    frame = result.problems_frame()
+    is_note = frame["severity"] == NOTE_SEVERITY
+    return frame[~is_note].reset_index(drop=True), frame[is_note].reset_index(drop=True)
+
+
 def problem_count(result: Audit) -> int:
-    """Problems worth acting on (errors and warnings; notes are left out), as the page's headline shows."""
-    return sum(p["severity"] != "info" for p in result.problems)
+    """Problems worth acting on (errors and warnings; notes are left out): the rows of the page's problem list."""
+    return len(problems_and_notes(result)[0])

@@ -1,5 +1,8 @@
 """Zip import: a zip of ``train/ validation/ test/`` person folders becomes a dataset, or nothing.
 
+A flat zip of person folders alone (``<person>/<photo>``, what Teachable Machine users have) is split
+into train/validation/test on the way in, by the builder's rule and always the same way for the same zip.
+
 Everything here handles untrusted input (uploads from a browser). The zip is extracted into a
 hidden temporary folder inside the datasets folder, every entry is checked (no traversal,
 absolute paths, links, nested archives, encryption; file count and byte limits counted while
@@ -12,14 +15,17 @@ silently replaced.
 from __future__ import annotations
 
 import io
+import random
 import stat
 import unicodedata
 import zipfile
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from core.config import datasets_dir, limits
-from core.data.layout import SPLIT_ALIASES, is_junk, own_dataset_path
+from core.data.builder import split_counts
+from core.data.layout import SPLIT_ALIASES, SPLITS, is_junk, own_dataset_path
 from core.data.names import DRIVE_LETTER, hidden_characters, lookalike, name_key, safe_name
 from core.files import Identity, identity, publish_dir, temporary_dir, write_bytes_atomic
 from core.images import ImageError, is_image_name, load_thumbnail, read_info
@@ -28,6 +34,12 @@ ARCHIVE_SUFFIXES = frozenset({".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z
 
 
 _CHUNK = 1 << 20
+
+
+FLAT_SPLIT = (70, 15, 15)  # train/validation/test percentages for a flat person/photo zip (the builder's default)
+
+
+FLAT_SEED = 0  # the builder's default seed (seeded per person as the builder does): one zip, one split
 
 
 @dataclass
@@ -40,6 +52,29 @@ class ImportReport:
     people: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
     wrapper: str | None = None  # the single top-level folder that was unwrapped, if any
+    per_split: dict[str, int] = field(default_factory=dict)  # photos kept per split
+    flat_split: tuple[int, int, int] | None = None  # the percentages, when a flat person/photo zip was split here
+
+    def summary(self) -> str:
+        """What was imported, in one sentence; for a flat zip, how it was split."""
+        kept = f"{self.images} photos of {len(self.people)} people"
+        if self.flat_split is None:
+            return f"Imported {kept} as '{self.name}'."
+        counts = ", ".join(f"{self.per_split.get(split, 0)} {split}" for split in SPLITS)
+        return (f"Flat zip (no train/validation/test folders): {kept} split {'/'.join(map(str, self.flat_split))} "
+                f"({counts}), imported as '{self.name}'.")
+
+
+def name_from_file(filename: str) -> str:
+    """A dataset name from an upload's file name (``My faces (2).zip`` → ``My faces 2``): characters a name may not
+    hold become spaces, then the result must pass :func:`~core.data.names.safe_name`; "" when nothing does."""
+    stem = PurePosixPath(filename.replace("\\", "/")).name
+    stem = unicodedata.normalize("NFC", stem[:-4] if stem.lower().endswith(".zip") else stem)
+    kept = "".join(c if c.isalnum() or c in "-_" or unicodedata.category(c).startswith("M") else " " for c in stem)
+    try:
+        return safe_name(" ".join(kept.split())[:limits().max_name_length])
+    except ValueError:
+        return ""
 
 
 def _entry_parts(info: zipfile.ZipInfo) -> list[str]:
@@ -87,7 +122,41 @@ def _plan(infos: list[zipfile.ZipInfo], report: ImportReport) -> list[tuple[zipf
         if top.lower() not in SPLIT_ALIASES:
             report.wrapper = top
             files = [(info, parts[1:]) for info, parts in files]
+    if not any(parts[0].lower() in SPLIT_ALIASES for _, parts in files):
+        return _split_flat(files, report)
     return files
+
+
+def _split_flat(files: list[tuple[zipfile.ZipInfo, list[str]]],
+                report: ImportReport) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """Deal the photos of a zip without split folders (``<person>/<photo>``) into train/validation/test.
+
+    Each person's photos, in file-name order, are shuffled with the builder's seeding and cut by its
+    ``split_counts``, so the same zip always gives the same dataset. A zip with no ``<person>/<photo>`` is left
+    as it is (its entries are then refused as outside the layout). Other entries are skipped with the reason.
+    """
+    people: dict[str, list[tuple[zipfile.ZipInfo, list[str]]]] = defaultdict(list)
+    for info, parts in files:
+        if len(parts) == 2 and is_image_name(parts[1]):
+            people[parts[0]].append((info, parts))
+    if not people:
+        return files
+    for info, parts in files:
+        if len(parts) != 2 or not is_image_name(parts[1]):
+            reason = ("not an image file" if len(parts) == 2 else "not inside a person folder"
+                      if len(parts) == 1 else "nested deeper than <person>/<photo>")
+            report.skipped.append({"path": "/".join(parts), "reason": reason})
+    dealt = []
+    shares = tuple(p / 100 for p in FLAT_SPLIT)
+    for person, photos in people.items():
+        photos.sort(key=lambda item: item[1][1])
+        random.Random(f"{FLAT_SEED}:{person}").shuffle(photos)
+        start = 0
+        for split, count in zip(SPLITS, split_counts(len(photos), shares)):
+            dealt += [(info, [split, *parts]) for info, parts in photos[start:start + count]]
+            start += count
+    report.flat_split = FLAT_SPLIT
+    return dealt
 
 
 def _layout_reason(parts: list[str]) -> str | None:
@@ -174,6 +243,7 @@ def _extract(archive: zipfile.ZipFile, files: list[tuple[zipfile.ZipInfo, list[s
         except OSError as exc:
             raise ValueError(f"could not write '{shown}': {exc.strerror or exc}") from exc
         report.images += 1
+        report.per_split[parts[0]] = report.per_split.get(parts[0], 0) + 1
         if len(parts) >= 3:
             people.add(parts[1])
     report.people = sorted(people)
@@ -230,6 +300,7 @@ def import_zip(source: bytes | Path | str, name: str, *, overwrite: bool = False
                 raise ValueError(f"the archive is damaged or uses an unsupported feature ({exc}).") from exc
             if not report.people:
                 raise ValueError("no photo inside a person folder of train/, validation/ or test/ was found; "
-                                 "lay the zip out as train/<person>/<photo>.jpg.")
+                                 "lay the zip out as train/<person>/<photo>.jpg, or as <person>/<photo>.jpg to "
+                                 "have it split.")
             _publish(temp, target, seen)
     return report

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import weights_dir
+from core.config import serving_browsers, weights_dir
 from core.files import write_atomic
 
 _CHUNK = 1 << 20
@@ -88,11 +88,17 @@ def search_dirs(entry: WeightFile) -> list[Path]:
     return [*(Path.home() / folder for folder in entry.cache_dirs), weights_dir()]
 
 
+def _shown(path: Path) -> str:
+    """``path`` as a message shows it: whole on the command line, its file name alone to browser users (the
+    server's folders are not theirs to act on, and tell a stranger how the machine is laid out)."""
+    return path.name if serving_browsers() else str(path)
+
+
 def _explicit(path: str | Path, entry: WeightFile) -> Path:
     explicit = Path(path).expanduser()
     if not explicit.is_file():
         also = f" or {entry.env}" if entry.env else ""
-        raise WeightsError(f"weights file {explicit} does not exist (check the path{also}).")
+        raise WeightsError(f"weights file {_shown(explicit)} does not exist (check the path{also}).")
     return explicit.resolve()
 
 
@@ -132,11 +138,19 @@ def find_for_backbone(backbone: str) -> Path | None:
 
 
 def missing_message(backbone: str) -> str:
-    """What to do when a backbone's weights are absent (shown by the UI, the CLI and exceptions)."""
+    """What to do when a backbone's weights are absent (shown by the pages, the CLI and exceptions).
+
+    On the command line: the command to run and the folders searched, for the server's owner. To browser users
+    (``serving_browsers``), who can run neither, one sentence meant for them: no server path, no shell command.
+    """
     files = files_for(backbone)
     if not files:
         raise ValueError(f"the {backbone} backbone declares no weight file.")
     first, others = files[0], [f.name for f in files[1:]]
+    if serving_browsers():
+        size = f" (about {first.size_hint / 1e6:.0f} MB)" if first.size_hint else ""
+        action = "download them" if first.url else "install them"
+        return f"{first.model or backbone} weights not found on this server; the server's owner can {action}{size}."
     if first.locate is not None:
         return f"{first.model or backbone} weights not found: {first.missing_hint or first.description}"
     where = " or ".join(str(d) for d in [weights_dir(), *search_dirs(first)[:-1]])
@@ -199,7 +213,7 @@ def check_file(path: Path, name: str | None = None) -> str:
     if expected is None:
         expected, source = pinned_sha256(path), f"the checksum pinned in {sidecar(path).name}"
     if expected is not None and digest != expected:
-        raise WeightsError(f"{path}: sha256 {digest[:16]}… does not match {source} ({expected[:16]}…); "
+        raise WeightsError(f"{_shown(path)}: sha256 {digest[:16]}… does not match {source} ({expected[:16]}…); "
                            "the file is damaged or was replaced: delete it and download it again.")
     return digest
 
@@ -275,6 +289,9 @@ def check_h5(path: Path, name: str) -> None:
 # --- getting files -------------------------------------------------------------------------------
 
 def _offline_error(entry: WeightFile, url: str, reason: object) -> WeightsError:
+    if serving_browsers():
+        return WeightsError(f"could not download {entry.name} ({reason}); the server may have no internet access. "
+                            "Its owner can download the file by hand and install it.")
     return WeightsError(f"could not download {entry.name} from {url} ({reason}). Download it by hand and put it in "
                         f"{weights_dir()}, or install it with `python -m core weights --from PATH`.")
 

@@ -12,12 +12,27 @@ import pandas as pd
 import streamlit as st
 
 from core.data import builder
+from core.data.names import safe_name
 from pages.common import flash, gallery, plain, user_errors
+
+NEXT_RUN = "ds_builder_next_run"  # widget key → the value it shows from the next run on
 
 
 def _bump(name: str) -> None:
     """Give a widget a fresh key so it empties after its content was used."""
     st.session_state[name] = st.session_state.get(name, 0) + 1
+
+
+def _after_rerun(values: dict[str, str]) -> None:
+    """Set widgets once the page reruns (select what was just made, empty a used text box): a widget already drawn
+    in this run cannot take a new value, and a fresh key (``_bump``) would also forget what the user chose."""
+    st.session_state.setdefault(NEXT_RUN, {}).update(values)
+
+
+def _apply_after_rerun() -> None:
+    """Call before drawing any builder widget."""
+    for key, value in st.session_state.pop(NEXT_RUN, {}).items():
+        st.session_state[key] = value
 
 
 def add_photos_section(dataset: str, person: str) -> None:
@@ -61,6 +76,7 @@ def person_section(dataset: str, person: str) -> None:
             with user_errors("Could not rename"):
                 builder.rename_person(dataset, person, new_name)
                 flash("success", f"Renamed {person} to {new_name.strip()}.")
+                _after_rerun({"ds_builder_person": safe_name(new_name), f"ds_rename_{person}": ""})
                 st.rerun()
     with right:
         sure = st.checkbox(f"Yes, delete {plain(person)} and all their photos", key=f"ds_delete_person_ok_{person}")
@@ -89,14 +105,16 @@ def split_section(dataset: str) -> None:
 
 
 def builder_tab() -> None:
+    _apply_after_rerun()
     names = builder.builder_datasets()
     left, right = st.columns(2)
     with right:
         new = st.text_input("New dataset name", key="ds_new_name")
         if st.button("Create dataset", key="ds_create"):
             with user_errors("Could not create the dataset"):
-                builder.create_dataset(new)
-                flash("success", f"Created '{new.strip()}'.")
+                created = builder.create_dataset(new).name
+                flash("success", f"Created '{created}'.")
+                _after_rerun({"ds_builder_dataset": created, "ds_new_name": ""})
                 st.rerun()
     if not names:
         left.info("No builder dataset yet: create one.")
@@ -105,8 +123,9 @@ def builder_tab() -> None:
     new_person = st.text_input("Person's name", key="ds_new_person")
     if st.button("Add person", key="ds_add_person"):
         with user_errors("Could not add the person"):
-            builder.add_person(dataset, new_person)
-            flash("success", f"Added {new_person.strip()}.")
+            added = builder.add_person(dataset, new_person).name
+            flash("success", f"Added {added}.")
+            _after_rerun({"ds_builder_person": added, "ds_new_person": ""})
             st.rerun()
     people = builder.list_people(dataset)
     if people:
