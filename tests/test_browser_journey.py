@@ -91,8 +91,7 @@ def build_dataset(page, people: dict[str, list[Path]]) -> None:  # noqa: ANN001
         page.get_by_role("button", name="Add person").click()
         page.get_by_text(f"Added {person}.", exact=True).wait_for(timeout=30_000)
         settle(page)
-        choose(page, "Person", person)
-        page.get_by_text(f"{person}: 0 photo(s)").wait_for(timeout=30_000)
+        page.get_by_text(f"{person}: 0 photo(s)").wait_for(timeout=30_000)  # the person just added is selected
         settle(page)
         uploader = page.get_by_test_id("stFileUploader").filter(has_text="Photos").filter(visible=True)
         uploader.locator("input[type=file]").set_input_files([str(p) for p in photos])
