@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from core.data import audit as audit_module
@@ -171,6 +173,77 @@ def test_distinct_photos_are_not_near_duplicates(tmp_path: Path) -> None:
         write(root / "train" / ("a" if i % 2 else "b") / f"{i}.png", image_bytes(smooth(100 + i)))
     found = kinds(audit_module.audit(layout.scan(root)))
     assert "near_duplicate" not in found and "near_leakage" not in found
+
+
+def all_pairs_near(hashes: np.ndarray, max_bits: int) -> list[tuple[int, int, int]]:
+    """The reference (and the audit's search before issue 14): every pair's exact Hamming distance, 64 rows at a time.
+
+    benchmarks/bench_scaling_quadratic.py times it against ``audit._near_pairs``.
+    """
+    pairs = []
+    for start in range(0, len(hashes), 64):
+        distance = np.bitwise_count(hashes[start:start + 64, None, :] ^ hashes[None, :, :]).sum(axis=2)
+        rows, cols = np.nonzero(distance <= max_bits)
+        pairs.extend((start + i, j, int(distance[i, j])) for i, j in zip(rows.tolist(), cols.tolist()) if start + i < j)
+    return pairs
+
+
+def flipped(hash_row: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
+    """``hash_row`` with exactly ``bits`` distinct bits flipped."""
+    unpacked = np.unpackbits(hash_row)
+    unpacked[rng.choice(unpacked.size, bits, replace=False)] ^= 1
+    return np.packbits(unpacked)
+
+
+def planted_hashes(count: int, seed: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """Random 256-bit hashes, a third of them replaced by copies of another at distances 0..12, and the plants."""
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 256, (count, 32), dtype=np.uint8)
+    plants = []
+    for k, target in enumerate(range(1, count, 3)):
+        source = int(rng.integers(target))  # an earlier hash, perhaps itself a copy: chains of near copies
+        hashes[target] = flipped(hashes[source], k % 13, rng)
+        plants.append((source, target, k % 13))
+    # Hashes agreeing on every 11th bit (one chunk of the index) but random elsewhere: candidates to reject.
+    backdrop = np.unpackbits(hashes[-40:], axis=1)
+    backdrop[:, ::11] = 0
+    hashes[-40:] = np.packbits(backdrop, axis=1)
+    return hashes, plants
+
+
+def test_near_pairs_are_exactly_those_of_the_all_pairs_search() -> None:
+    hashes, plants = planted_hashes(3000, seed=14)
+    found = audit_module._near_pairs(hashes, audit_module.NEAR_DUPLICATE_BITS)
+    assert found == all_pairs_near(hashes, audit_module.NEAR_DUPLICATE_BITS)  # same pairs, distances and order
+    close = {(i, j): d for i, j, d in found}
+    kept = [(s, t, d) for s, t, d in plants if t < len(hashes) - 40]  # the backdrop rewrote the last 40
+    assert all(close[(s, t)] == d for s, t, d in kept if d <= 10)
+    assert not any((s, t) in close for s, t, d in kept if d > 10)  # 11 or 12 random flips stay 11 or 12 apart
+    assert sum(d <= 10 for *_, d in kept) >= 700
+
+
+crowded = st.lists(st.tuples(st.sampled_from([0, 0xF0F0F0, 0x3C5A96]), st.sets(st.integers(0, 23), max_size=6)),
+                   max_size=60)  # 24-bit hashes: three originals, each copy with up to 6 bits flipped
+
+
+@settings(max_examples=60, deadline=None)
+@given(crowded, st.integers(0, 6))
+def test_near_pairs_match_the_all_pairs_search_on_crowded_hashes(copies: list[tuple[int, set[int]]],
+                                                                max_bits: int) -> None:
+    """Many near pairs and large buckets, at every distance bound up to 6."""
+    values = [base ^ sum(1 << bit for bit in flips) for base, flips in copies]
+    hashes = np.array([[v >> 16, (v >> 8) & 255, v & 255] for v in values], dtype=np.uint8).reshape(-1, 3)
+    assert audit_module._near_pairs(hashes, max_bits) == all_pairs_near(hashes, max_bits)
+
+
+def test_near_pairs_edge_cases() -> None:
+    near = audit_module._near_pairs
+    assert near(np.zeros((0, 32), np.uint8), 10) == []
+    assert near(np.ones((1, 32), np.uint8), 10) == []
+    same = np.full((40, 32), 0xA5, np.uint8)
+    assert near(same, 10) == [(i, j, 0) for i in range(40) for j in range(i + 1, 40)]
+    with pytest.raises(ValueError, match="between 0 and 255 bits"):
+        near(same, 256)
 
 
 def test_one_class_missing_split_and_too_few(tmp_path: Path) -> None:

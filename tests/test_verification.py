@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ from core.compare.distances import (
 from core.compare.projection import project_2d
 from core.compare.verification import verify
 from core.pipeline.backbones.dlib_resnet import DLIB_EUCLIDEAN_THRESHOLD
-from tests.conftest import identity_clusters
+from tests.conftest import ROOT, identity_clusters
 
 SCALAR = {"cosine": cosine_distance, "euclidean": euclidean_distance, "euclidean_l2": euclidean_l2_distance}
 
@@ -266,8 +268,27 @@ def test_tsne_is_deterministic_and_keeps_identities_together():
     assert np.mean(labels[gaps.argmin(axis=1)] == labels) >= 0.95  # t-SNE may strand the odd point
 
 
+def test_tsne_separates_many_identities_at_a_size_the_exact_version_took_14_seconds_for():
+    """1,600 points (80 people × 20): openTSNE's approximate neighbours and gradients still keep people together."""
+    embeddings, labels = clusters(people=80, per_person=20, noise=0.3)
+    points = project_2d(embeddings, "tsne", seed=0)
+    assert points.shape == (1600, 2) and np.isfinite(points).all()
+    labels = np.array(labels)
+    nearest_point = np.array([np.argsort(row)[1] for row in pairwise_distances(points, points, "euclidean")])
+    assert np.mean(labels[nearest_point] == labels) >= 0.95
+
+
+def test_tsne_library_is_imported_only_when_a_map_is_drawn():
+    code = ("import sys, numpy as np; from core.compare.projection import project_2d; project_2d(np.eye(6)); "
+            "print('openTSNE' in sys.modules, 'sklearn' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
+
+
 def test_projection_rejects_bad_requests():
     with pytest.raises(ValueError, match="use PCA"):
         project_2d(np.ones((3, 4)), "tsne")
+    with pytest.raises(ValueError, match="between 5 and 60,000 embeddings, got 60,001; use PCA"):
+        project_2d(np.zeros((60_001, 2)), "tsne")
     with pytest.raises(ValueError, match="unknown projection"):
         project_2d(np.ones((3, 4)), "umap")

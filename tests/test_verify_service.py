@@ -284,10 +284,27 @@ def test_map_helpers_group_people_refuse_tiny_tsne_and_key_by_content(tmp_path: 
     assert gallery_service.projection_problem(gallery, 0, "tsne") == "t-SNE needs at least 5 faces."
     assert gallery_service.projection_problem(gallery, 1, "tsne") is None
     assert gallery_service.projection_problem(gallery, 0, "pca") is None
+    assert gallery_service.projection_eta(gallery, 1, "tsne") is None  # a handful of points: no note
     one, other = np.ones(2, np.float32), np.zeros(2, np.float32)
     assert gallery_service.projection_key(gallery, [one]) == gallery_service.projection_key(gallery, [one.copy()])
     assert gallery_service.projection_key(gallery, [one]) != gallery_service.projection_key(gallery, [other])
     assert gallery_service.search(gallery, np.array([5.0, 5.2]), "euclidean", k=1)[0].person == "ann"
+
+
+def test_large_tsne_maps_get_an_estimate_and_the_largest_are_refused(tmp_path: Path) -> None:
+    def gallery_of(count: int) -> gallery_service.Gallery:
+        return gallery_service.Gallery(tmp_path, "fp", np.zeros((count, 2), np.float32), ["p"] * count,
+                                       [tmp_path / "x.jpg"] * count, [], {}, "pipe")
+
+    large, too_large = gallery_of(49_998), gallery_of(60_000)
+    assert gallery_service.projection_eta(large, 2, "tsne") == \
+        "A t-SNE map of 50,000 faces takes about 2 min to draw the first time."
+    assert gallery_service.projection_eta(large, 2, "pca") is None
+    assert gallery_service.projection_problem(large, 2, "tsne") is None
+    assert gallery_service.projection_problem(too_large, 0, "tsne") is None  # the limit itself is accepted
+    assert gallery_service.projection_problem(too_large, 2, "tsne") == \
+        "t-SNE maps at most 60,000 faces (this map has 60,002: about 3 min of both cores); use PCA."
+    assert gallery_service.projection_problem(too_large, 2, "pca") is None
 
 
 def test_gallery_store_builds_once_rebuilds_on_change_and_drops_the_oldest(

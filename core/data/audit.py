@@ -146,17 +146,38 @@ def _inspect(record: FileRecord, with_hashes: bool) -> dict[str, Any]:
 
 
 def _near_pairs(hashes: np.ndarray, max_bits: int) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for i < j whose hashes (rows of bytes) differ in at most ``max_bits`` bits.
+    """(i, j, distance) for i < j whose hashes (rows of bytes) differ in at most ``max_bits`` bits, by (i, j).
 
-    Chunked so memory stays bounded on datasets of tens of thousands of photos.
+    Multi-index hashing, not all pairs (51,200 photos took 93 s that way): the bits are dealt into
+    ``max_bits + 1`` chunks, and hashes within ``max_bits`` differ in at most ``max_bits`` chunks, so they agree
+    exactly on one at least (pigeonhole). Only hashes that share a chunk's value are compared, with the exact
+    distance, so the pairs are exactly those of an all-pairs search. Chunks take every (max_bits + 1)-th bit,
+    not a run of bits: a run covers one band of the picture, which a plain backdrop makes alike in most photos.
     """
-    pairs: list[tuple[int, int, int]] = []
-    chunk = 64
-    for start in range(0, len(hashes), chunk):
-        distance = np.bitwise_count(hashes[start:start + chunk, None, :] ^ hashes[None, :, :]).sum(axis=2)
-        rows, cols = np.nonzero(distance <= max_bits)
-        pairs.extend((start + i, j, int(distance[i, j])) for i, j in zip(rows.tolist(), cols.tolist()) if start + i < j)
-    return pairs
+    count, bits = hashes.shape[0], hashes.shape[1] * 8
+    if not 0 <= max_bits < bits:
+        raise ValueError(f"the near-duplicate distance must be between 0 and {bits - 1} bits, got {max_bits}")
+    unpacked = np.unpackbits(hashes, axis=1)
+    found = [np.zeros(0, np.int64)]
+    for chunk in range(max_bits + 1):
+        values = np.unique(np.packbits(unpacked[:, chunk::max_bits + 1], axis=1), axis=0, return_inverse=True)[1]
+        order = np.argsort(values.ravel())
+        ordered = values.ravel()[order]
+        # Equal values are adjacent once sorted: pair each position with the one `step` further on while
+        # they agree; a position whose value differs `step` on differs further on too, so it drops out.
+        alive, step = np.arange(count), 1
+        while alive.size:
+            alive = alive[alive + step < count]
+            alive = alive[ordered[alive] == ordered[alive + step]]
+            first, second = order[alive], order[alive + step]
+            low, high = np.minimum(first, second), np.maximum(first, second)
+            near = np.bitwise_count(hashes[low] ^ hashes[high]).sum(axis=1) <= max_bits
+            found.append(low[near].astype(np.int64) * count + high[near])
+            step += 1
+    keys = np.unique(np.concatenate(found))
+    low, high = np.divmod(keys, count)  # keys is empty when count is 0
+    distances = np.bitwise_count(hashes[low] ^ hashes[high]).sum(axis=1)
+    return list(zip(low.tolist(), high.tolist(), distances.tolist()))
 
 
 def _duplicate_problems(dataset: Dataset, images: pd.DataFrame) -> list[dict[str, str]]:

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from core.compare.distances import nearest
-from core.compare.projection import TSNE_MIN_POINTS, project_2d
+from core.compare.projection import TSNE_MAX_POINTS, TSNE_MIN_POINTS, project_2d, tsne_seconds
 from core.data.layout import fingerprint, scan
 from core.images import content_hash
 from core.pipeline.embeddings import Pipeline, Progress, embed_dataset
+from core.services.jobs import duration
 
 GalleryKey = tuple[str, str, str]  # (dataset folder, dataset fingerprint, pipeline key)
 
@@ -122,10 +123,23 @@ def search(gallery: Gallery, embedding: np.ndarray, metric: str, k: int = 5) -> 
 
 
 def projection_problem(gallery: Gallery, n_extra: int, method: str) -> str | None:
-    """Why ``method`` cannot map the gallery plus ``n_extra`` faces (None when it can): t-SNE needs a few points."""
-    if method == "tsne" and len(gallery.labels) + n_extra < TSNE_MIN_POINTS:
+    """Why ``method`` cannot map the gallery plus ``n_extra`` faces (None when it can): t-SNE needs a few points,
+    and more than its limit would hold the server's cores for minutes."""
+    count = len(gallery.labels) + n_extra
+    if method == "tsne" and count < TSNE_MIN_POINTS:
         return f"t-SNE needs at least {TSNE_MIN_POINTS} faces."
+    if method == "tsne" and count > TSNE_MAX_POINTS:
+        return (f"t-SNE maps at most {TSNE_MAX_POINTS:,} faces (this map has {count:,}: about "
+                f"{duration(tsne_seconds(count))} of both cores); use PCA.")
     return None
+
+
+def projection_eta(gallery: Gallery, n_extra: int, method: str) -> str | None:
+    """A note of how long a slow map will take, so the user knows the wait is expected (None when it is quick)."""
+    count = len(gallery.labels) + n_extra
+    if method != "tsne" or tsne_seconds(count) < 10:
+        return None
+    return f"A t-SNE map of {count:,} faces takes about {duration(tsne_seconds(count))} to draw the first time."
 
 
 def projection_key(gallery: Gallery, extra: Sequence[np.ndarray]) -> str:

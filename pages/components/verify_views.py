@@ -149,7 +149,7 @@ def show_search(faces: Faces, found: gallery_service.Gallery, metric: str) -> No
 @st.cache_data(max_entries=8, show_spinner="Projecting the embeddings…")
 def projection(key: str, method: str, _found: gallery_service.Gallery,
                _extra: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Cached by ``key`` (see ``projection_key``): t-SNE takes seconds and the page reruns on every click."""
+    """Cached by ``key`` (see ``projection_key``): t-SNE takes seconds to minutes and the page reruns on every click."""
     return gallery_service.embedding_map(_found, _extra, method)
 
 
@@ -162,6 +162,9 @@ def show_map(faces: Faces, found: gallery_service.Gallery) -> None:
     if problem is not None:
         st.warning(problem)
         return
+    eta = gallery_service.projection_eta(found, len(faces), method)
+    if eta is not None:
+        st.info(eta)
     extra = [view.embedding for _, view in faces]
     points, marked = projection(gallery_service.projection_key(found, extra), method, found, extra)
     figure = go.Figure()
