@@ -22,13 +22,31 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=False).first.click()
 
 
-def test_train_page_trains_and_shows_results(page, live_app, artifacts_dir: Path) -> None:
+def open_five_celebrity(page, live_app) -> None:
+    """The Train page on five_celebrity_faces with dlib's HOG detector (fast on a CPU)."""
     shared_dataset("five_celebrity_faces")
     url, _ = live_app
     page.goto(f"{url}/train")
     page.get_by_role("heading", name="Train").first.wait_for(timeout=60_000)
     choose(page, "Dataset", "five_celebrity_faces")
     choose(page, "Face detector", "dlib HOG")
+
+
+def results_and_savedmodel(page, screenshot: Path) -> None:
+    """No traceback, a screenshot of the whole results, and the run's SavedModel downloads as a zip with a graph."""
+    assert "Traceback" not in page.content()
+    page.set_viewport_size({"width": 1400, "height": 4200})
+    page.wait_for_timeout(2000)
+    page.screenshot(path=str(screenshot))
+    with page.expect_download(timeout=180_000) as download:
+        page.get_by_role("button", name="Download SavedModel (zip)").click()
+    with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
+        assert any(name.endswith("/saved_model.pb") for name in archive.namelist())
+    assert page.foreign_requests == []
+
+
+def test_train_page_trains_and_shows_results(page, live_app, artifacts_dir: Path) -> None:
+    open_five_celebrity(page, live_app)
     page.get_by_text("embedding 117 new photo(s) × ~0.25 s").first.wait_for(timeout=90_000)  # five_celebrity, HOG
     assert page.get_by_text("VGG-Face (VGG16) is unavailable").count() >= 1
     for label, value in (("Epochs (at most)", "2000"), ("Early-stopping patience", "0")):
@@ -54,26 +72,12 @@ def test_train_page_trains_and_shows_results(page, live_app, artifacts_dir: Path
     page.get_by_text("Misclassified validation photos").first.wait_for(timeout=30_000)
     page.get_by_text("Validation accuracy", exact=True).first.wait_for(timeout=30_000)
     assert page.locator(CHARTS).count() >= 3
-    assert "Traceback" not in page.content()
-    page.set_viewport_size({"width": 1400, "height": 4200})
-    page.wait_for_timeout(2000)
-    page.screenshot(path=str(artifacts_dir / "train_results.png"))
-
-    with page.expect_download(timeout=120_000) as download:
-        page.get_by_role("button", name="Download SavedModel (zip)").click()
-    with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
-        assert any(name.endswith("/saved_model.pb") for name in archive.namelist())
-    assert page.foreign_requests == []
+    results_and_savedmodel(page, artifacts_dir / "train_results.png")
 
 
 def test_train_page_fine_tunes_dlib_resnet_offline(page, live_app, artifacts_dir: Path) -> None:
     """The headline mode is no longer greyed out without VGG-Face: dlib's ResNet fine-tunes end to end, offline."""
-    shared_dataset("five_celebrity_faces")
-    url, _ = live_app
-    page.goto(f"{url}/train")
-    page.get_by_role("heading", name="Train").first.wait_for(timeout=60_000)
-    choose(page, "Dataset", "five_celebrity_faces")
-    choose(page, "Face detector", "dlib HOG")
+    open_five_celebrity(page, live_app)
     mode = page.get_by_role("radio", name="Fine-tune the face model end to end (slow)")
     assert mode.is_enabled()
     mode.check(force=True)  # Streamlit hides the input under its own radio drawing
@@ -90,12 +94,4 @@ def test_train_page_fine_tunes_dlib_resnet_offline(page, live_app, artifacts_dir
     page.get_by_text("Saved run").first.wait_for(timeout=400_000)
     assert page.get_by_text(re.compile(r"fine-tuned dlib-resnet")).count() >= 1
     page.get_by_text("Test accuracy", exact=True).first.wait_for(timeout=30_000)
-    assert "Traceback" not in page.content()
-    page.set_viewport_size({"width": 1400, "height": 4200})
-    page.wait_for_timeout(2000)
-    page.screenshot(path=str(artifacts_dir / "train_finetune_results.png"))
-    with page.expect_download(timeout=180_000) as download:
-        page.get_by_role("button", name="Download SavedModel (zip)").click()
-    with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
-        assert any(name.endswith("/saved_model.pb") for name in archive.namelist())
-    assert page.foreign_requests == []
+    results_and_savedmodel(page, artifacts_dir / "train_finetune_results.png")
