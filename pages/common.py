@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -116,16 +116,22 @@ def user_errors(what: str) -> Iterator[None]:
         st.error(plain(f"{what}: {storage_problem(exc) or exc}"))
 
 
-def choose(kind: str, registry: Any, default: str, key: str) -> str | None:
-    """A select box of a registry's usable plug-ins (None when there is none); the others are listed with the reason."""
+def choose(kind: str, registry: Any, default: str, key: str,
+           extra: Sequence[tuple[str, str, str]] = ()) -> str | None:
+    """A select box of a registry's usable plug-ins (None when there is none); the others are listed with the reason.
+
+    ``extra`` offers more choices after them, as (name, label, description), e.g. a workspace's fine-tuned runs.
+    """
     entries = registry.entries()
     reasons = {name: entry.available() for name, entry in entries.items()}
-    usable = [name for name, reason in reasons.items() if reason is None]
+    described = {name: (entry.label, entry.description) for name, entry in entries.items() if reasons[name] is None}
+    described |= {name: (label, plain(description)) for name, label, description in extra}  # may quote a user's text
+    usable = list(described)
     name = None
     if usable:
         index = usable.index(default) if default in usable else 0
-        name = st.selectbox(kind.capitalize(), usable, index=index, key=key, format_func=lambda n: entries[n].label)
-        st.caption(entries[name].description)
+        name = st.selectbox(kind.capitalize(), usable, index=index, key=key, format_func=lambda n: described[n][0])
+        st.caption(described[name][1])
     else:
         st.error(f"No {kind} is usable on this server.")
     for other, reason in reasons.items():

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.api import pipeline as build_pipeline
 from core.compare.calibration import Calibration
 from core.images import IMAGE_EXTENSIONS, content_hash
 from core.pipeline.backbones import BACKBONES, default_backbone
 from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
 from core.pipeline.embeddings import Pipeline
 from core.services import calibrate as calibrate_service
+from core.services import finetuned
 from core.services import gallery as gallery_service
 from core.services import verify as service
 from pages.common import choose, dataset_picker, ensure_app_navigation, plain, progress_callback, user_errors
@@ -38,7 +38,8 @@ def pipeline_from_sidebar() -> tuple[Pipeline | None, Path | None]:
     with st.sidebar:
         st.header("Pipeline")
         detector_name = choose("detector", DETECTORS, DEFAULT_DETECTOR, "vf_detector")
-        backbone_name = choose("backbone", BACKBONES, default_backbone(), "vf_backbone")
+        runs = [(run.name, run.label, run.description) for run in finetuned.run_choices()]  # after the backbones
+        backbone_name = choose("backbone", BACKBONES, default_backbone(), "vf_backbone", runs)
         align = st.toggle("Align faces (level the eyes)", value=True, key="vf_align",
                           help="Switch off to see how much the distance depends on alignment.")
         st.header("Reference dataset")
@@ -47,7 +48,7 @@ def pipeline_from_sidebar() -> tuple[Pipeline | None, Path | None]:
         return None, root
     with user_errors("Could not load the models"):
         with st.spinner("Loading the face models…"):  # shown only while the first session loads them
-            pipeline = build_pipeline(detector_name, backbone_name, align)
+            pipeline = finetuned.pipeline(detector_name, backbone_name, align)
         st.sidebar.caption(f"Weights loaded: {pipeline.backbone.name} ({pipeline.backbone.weights_id}), "
                            f"{pipeline.backbone.embedding_dim}-number embeddings.")
         return pipeline, root
@@ -195,7 +196,8 @@ if len(chosen) == 2:
     with user_errors("Comparison failed"):
         verdict = service.compare(pipeline, first, second, calibration)
         memory = st.session_state.setdefault("vf_align_distances", {})
-        views.show_verdict(verdict, calibration, root, service.alignment_change(memory, pipeline, picked, verdict.distance))
+        views.show_verdict(verdict, calibration, root, service.alignment_change(memory, pipeline, picked, verdict.distance),
+                           service.default_thresholds_note(pipeline))
         st.subheader("The pipeline, step by step")
         for n, (_, view) in enumerate(chosen, 1):
             views.show_steps(n, view)

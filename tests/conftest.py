@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,6 +61,66 @@ def workspace() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def five_celebrity() -> Path:
     return shared_dataset("five_celebrity_faces")
+
+
+FINETUNE_PEOPLE = ("elton_john", "jerry_seinfeld", "madonna")
+
+
+def small_dataset(root: Path, per_person: int = 3) -> Path:
+    """Three five_celebrity people: the first ``per_person`` photos of each to train on, all their validation photos
+    (3 + 4 + 3: 12 same-person pairs, enough to measure a verification threshold) and one test photo each."""
+    source = shared_dataset("five_celebrity_faces")
+    for split, count in (("train", per_person), ("validation", None), ("test", 1)):
+        for person in FINETUNE_PEOPLE:
+            (root / split / person).mkdir(parents=True)
+            for photo in sorted((source / split / person).iterdir())[:count]:
+                shutil.copy(photo, root / split / person / photo.name)
+    return root
+
+
+@dataclass(frozen=True)
+class FinetunedRun:
+    """A real fine-tuned dlib-resnet run, saved in a FaceLab home of its own (see :func:`finetuned_dlib_run`)."""
+
+    root: Path  # the dataset it was trained on
+    path: Path  # its run folder
+    outcome: Any  # the train service's TrainOutcome
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def install(self) -> str:
+        """Copy the run into the current workspace's runs (the test's own home) and return its id."""
+        from core.config import runs_dir
+
+        shutil.copytree(self.path, runs_dir() / self.id)
+        return self.id
+
+
+@pytest.fixture(scope="session")
+def finetuned_dlib_run(tmp_path_factory: pytest.TempPathFactory) -> FinetunedRun:
+    """One warm-up and one fine-tune epoch of dlib's ResNet on 9 chips of three people, through the train service as
+    the CLI and the Train page run it: trained once per session, in a home of its own (tests install a copy)."""
+    pytest.importorskip("face_recognition_models")
+    pytest.importorskip("dlib")
+    pytest.importorskip("keras")
+    from core.config import use_workspace
+    from core.pipeline.backbones import BACKBONES
+    from core.pipeline.detection import DETECTORS
+    from core.pipeline.embeddings import Pipeline
+    from core.services.train import train_on_dataset
+    from core.training.config import TrainConfig
+
+    folder = tmp_path_factory.mktemp("finetuned")
+    root = small_dataset(folder / "five")
+    with pytest.MonkeyPatch.context() as patch, use_workspace(None):
+        patch.setenv("FACELAB_HOME", str(folder / "home"))
+        pipeline = Pipeline(DETECTORS.get("dlib-hog"), BACKBONES.get("dlib-resnet"))
+        config = TrainConfig(mode="finetune", epochs=2, warmup_epochs=1, batch_size=4, learning_rate=0.1,
+                             finetune_learning_rate=1e-4)
+        outcome = train_on_dataset(root, pipeline, config)
+    return FinetunedRun(root, outcome.info.path, outcome)
 
 
 def image_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:

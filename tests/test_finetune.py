@@ -5,7 +5,6 @@ dlib's real ResNet when its Keras model and weights are here."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from core.registry import Entry
 from core.training.finetune import augmentation, new_head, train_finetune
 from core.training.heads import HEAD_FILE, load_head
 from core.training.heads.finetuned import LAYERS_FILE, ORIGIN_FILE, FinetunedHead, unfrozen_groups
-from tests.conftest import shared_dataset
+from tests.conftest import FinetunedRun
 
 SIZE = 32
 
@@ -283,39 +282,22 @@ def test_savedmodel_export_is_the_whole_network(name: str, registered: dict, tmp
 # --- dlib's ResNet, the real thing ---------------------------------------------------------------------------
 
 
-def small_dataset(root: Path, per_person: int = 3) -> Path:
-    """The first photos of three five_celebrity people: ``per_person`` to train on, one each to validate and test."""
-    source = shared_dataset("five_celebrity_faces")
-    for split, count in (("train", per_person), ("validation", 1), ("test", 1)):
-        for person in ("ben_afflek", "elton_john", "madonna"):
-            (root / split / person).mkdir(parents=True)
-            for photo in sorted((source / split / person).iterdir())[:count]:
-                shutil.copy(photo, root / split / person / photo.name)
-    return root
-
-
-def test_dlib_resnet_fine_tunes_saves_reloads_predicts_and_exports(tmp_path: Path) -> None:
-    """One warm-up and one fine-tune epoch through the train service, as the CLI and the Train page run it."""
-    pytest.importorskip("face_recognition_models")
-    pytest.importorskip("dlib")
+def test_dlib_resnet_fine_tunes_saves_reloads_predicts_and_exports(finetuned_dlib_run: FinetunedRun,
+                                                                    tmp_path: Path) -> None:
+    """One warm-up and one fine-tune epoch through the train service (the session's shared run)."""
     from core.images import load_image
     from core.pipeline.detection import DETECTORS
     from core.pipeline.embeddings import Pipeline
     from core.services.predict import EMBEDDING_SPACE, FINETUNED_SPACE, predictor_for_run
-    from core.services.train import train_on_dataset
 
-    root = small_dataset(tmp_path / "five")
-    pipeline = Pipeline(DETECTORS.get("dlib-hog"), BACKBONES.get("dlib-resnet"))
-    config = TrainConfig(mode="finetune", epochs=2, warmup_epochs=1, batch_size=4, learning_rate=0.1,
-                         finetune_learning_rate=1e-4)
-    outcome = train_on_dataset(root, pipeline, config)
-    result, info = outcome.result, outcome.info
+    root, result, info = finetuned_dlib_run.root, finetuned_dlib_run.outcome.result, finetuned_dlib_run.outcome.info
     assert result.epochs_run == 2 and result.head.origin.unfrozen == (5, 6), "level 0 and the descriptor trained"
     assert info.name == "fine-tuned dlib-resnet · five"
     size = sum(p.stat().st_size for p in info.path.iterdir())
     assert size < whole_size(result.head, tmp_path) / 3
 
-    run = runs.load_run(info.id)
+    run = runs.load_run(finetuned_dlib_run.install())
+    pipeline = Pipeline(DETECTORS.get("dlib-hog"), BACKBONES.get("dlib-resnet"))
     crops = {split: np.stack([pipeline.faces(load_image(root / path))[0][1].crop
                               for path in sorted(str(p.relative_to(root)) for p in (root / split).rglob("*.*"))])
              for split in ("validation", "test")}
@@ -323,12 +305,12 @@ def test_dlib_resnet_fine_tunes_saves_reloads_predicts_and_exports(tmp_path: Pat
                                atol=1e-5)
     assert str(run.extras[EMBEDDING_SPACE]) == FINETUNED_SPACE
     assert run.extras["train_embeddings"].shape == (9, 128)
-    photos = predictor_for_run(info.id).predict(sorted((root / "test").rglob("*.*")))
+    photos = predictor_for_run(run.info.id).predict(sorted((root / "test").rglob("*.*")))
     test_embeddings = run.head.embed(crops["test"])
     for photo, embedding in zip(photos, test_embeddings):
         face = photo.faces[0]
         assert face.distance is not None and np.allclose(face.embedding, embedding, atol=1e-5)
 
-    served = serve(runs.export_savedmodel(info.id, tmp_path / "export"), crops["test"])
+    served = serve(runs.export_savedmodel(run.info.id, tmp_path / "export"), crops["test"])
     np.testing.assert_allclose(served["probabilities"], run.head.predict_proba(crops["test"]), atol=1e-5)
     np.testing.assert_allclose(served["embedding"], test_embeddings, atol=1e-5)

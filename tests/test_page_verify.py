@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import displayed, image_bytes, open_page, shared_dataset
+from tests.conftest import FinetunedRun, displayed, image_bytes, open_page, shared_dataset
 
 pytestmark = pytest.mark.usefixtures("workspace")  # the test thread works where the app opened by open_page does
 
@@ -146,3 +147,36 @@ def test_a_photo_above_the_pixel_limit_is_refused_with_its_size() -> None:
     upload(at, 1, "huge.png", bomb.getvalue(), "image/png")
     assert any("Photo 1 cannot be used: huge.png: image is 7745×7745 pixels, above the limit of 24 megapixels"
                in displayed(e.value) for e in at.error)
+
+
+def test_a_fine_tuned_run_is_offered_and_verifies_in_its_own_space(finetuned_dlib_run: FinetunedRun) -> None:
+    from core.runs import delete_run
+    from core.services import finetuned
+    from core.services.verify import analyse_photos, compare
+
+    run_id = finetuned_dlib_run.install()
+    at = verify_page()
+    picker = at.selectbox(key="vf_backbone")
+    assert "Fine-tuned run: fine-tuned dlib-resnet · five (dlib-resnet)" in picker.options
+    picker.select(f"run:{run_id}").run()
+    assert not at.exception and not at.error
+    upload(at, 1, "a.jpg", photo("madonna", 0))
+    upload(at, 2, "b.jpg", photo("madonna", 1))
+    assert [s.value for s in at.success] or [w.value for w in at.warning if "people" in w.value], "a verdict is drawn"
+    tuned = finetuned.pipeline("dlib-hog", f"run:{run_id}")
+    faces = analyse_photos(tuned, [(photo("madonna", 0), "a"), (photo("madonna", 1), "b")])
+    expected = compare(tuned, faces[0].face(0), faces[1].face(0))
+    distance, threshold = at.metric[0], at.metric[1]
+    assert distance.label == "cosine distance" and float(distance.value) == pytest.approx(expected.distance, abs=1e-4)
+    assert float(threshold.value) == pytest.approx(tuned.backbone.default_thresholds["cosine"], abs=1e-4)
+    assert any("validation faces in its fine-tuned space" in displayed(i.value) for i in at.info)
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    barcodes = [s for s in specs if s["data"] and s["data"][0]["type"] == "heatmap"]
+    assert len(barcodes) == 3
+    z = barcodes[0]["data"][0]["z"]  # plotly's typed array: base64 bytes, dtype and shape
+    drawn = np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape(-1, 128)
+    np.testing.assert_allclose(drawn[0], faces[0].face(0).embedding, atol=1e-5)  # photo 1's fine-tuned embedding
+
+    delete_run(run_id)  # e.g. on the Train page, while this page keeps the choice
+    at.run()
+    assert not at.exception and at.selectbox(key="vf_backbone").value == "dlib-resnet"

@@ -20,11 +20,24 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-align", action="store_true", help="skip eye alignment (crop the detector box as is)")
 
 
+def add_run_argument(parser: argparse.ArgumentParser) -> None:
+    """``--run``: embed with a fine-tuned run's network instead of a pretrained backbone (with add_pipeline_arguments)."""
+    parser.add_argument("--run", metavar="RUN_ID", default=None,
+                        help="embed with the network of this fine-tuned run (mode 'finetune'), faces cut as for the "
+                             "backbone it grew from; instead of --backbone")
+
+
 def build_pipeline(args: argparse.Namespace) -> Pipeline:
     """The Pipeline the options describe (models load once per process)."""
     from core.api import pipeline
+    from core.services import finetuned
 
-    return pipeline(args.detector, args.backbone, align=not args.no_align)
+    run = getattr(args, "run", None)
+    if run is None:
+        return pipeline(args.detector, args.backbone, align=not args.no_align)
+    if args.backbone is not None:
+        raise ValueError("--run and --backbone both choose the face model; give one of them.")
+    return finetuned.pipeline(args.detector, f"{finetuned.RUN_PREFIX}{run}", align=not args.no_align)
 
 
 def progress_printer(label: str):

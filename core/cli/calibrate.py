@@ -3,7 +3,8 @@
 Every photo of every split is embedded (the embedding cache is reused); all genuine pairs
 and a sample of impostor pairs give the ROC curve, its AUC and equal-error rate, and a
 threshold (at the EER, or at ``--target-far``). The calibration is saved for this dataset,
-detector, alignment and backbone, where ``python -m core verify`` and the Verify page find it.
+detector, alignment and backbone (or ``--run``'s fine-tuned network), where ``python -m core verify`` and the
+Verify page find it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 from typing import Any
 
 from core.cli import log
-from core.cli._pipeline import add_pipeline_arguments, build_pipeline, progress_printer
+from core.cli._pipeline import add_pipeline_arguments, add_run_argument, build_pipeline, progress_printer
 
 HELP = "calibrate verification thresholds (ROC, AUC, EER) on a labelled dataset and save them"
 
@@ -20,6 +21,7 @@ HELP = "calibrate verification thresholds (ROC, AUC, EER) on a labelled dataset 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="dataset folder (train/, validation/, test/) or a FaceLab dataset name")
     add_pipeline_arguments(parser)
+    add_run_argument(parser)
     parser.add_argument("--target-far", type=float, default=None, metavar="F",
                         help="pick the threshold whose false-accept rate is at most F (e.g. 0.01); "
                              "default: the equal-error threshold")

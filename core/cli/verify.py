@@ -6,6 +6,9 @@ Thresholds come from a calibration (``python -m core calibrate``) of the workspa
 the same detector, alignment and backbone on any dataset (newer unsound ones are skipped, and
 the output says so); without one, the backbone's documented defaults are used and the output
 says so (``threshold_source``: "default"). The output names the calibration's dataset.
+
+``--run RUN_ID`` embeds with a fine-tuned run's network (``core.services.finetuned``): its calibrations are its
+own, and its uncalibrated thresholds the ones it measured on its validation faces (``default_thresholds_from``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import argparse
 from typing import Any
 
 from core.cli import CliError
-from core.cli._pipeline import add_pipeline_arguments, build_pipeline
+from core.cli._pipeline import add_pipeline_arguments, add_run_argument, build_pipeline
 
 HELP = "compare the faces in two photos: distances, thresholds and a same-person verdict"
 
@@ -23,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image1", help="first photo")
     parser.add_argument("image2", help="second photo")
     add_pipeline_arguments(parser)
+    add_run_argument(parser)
     parser.add_argument("--face1", type=int, default=0, help="which face of image1 (0 = the largest, the default)")
     parser.add_argument("--face2", type=int, default=0, help="which face of image2 (0 = the largest, the default)")
     parser.add_argument("--calibration", metavar="DATASET", default=None,
@@ -51,12 +55,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **verdict.to_dict(),
         "detector": pipeline.detector.name,
         "backbone": pipeline.backbone.name,
+        "run": args.run,
         "align": pipeline.align,
         "calibration": None if calibration is None else {
             "dataset": calibration.context.get("dataset"), "dataset_name": calibration.context.get("dataset_name"),
             "created": calibration.created, "auc": calibration.metrics[calibration.metric].auc,
             "n_people": calibration.n_people, "target_far": calibration.target_far},
         "calibration_notes": choice.notes,
+        "default_thresholds_from": None if calibration is not None else service.default_thresholds_note(pipeline),
         "faces": [{"photo": photo.name, "faces_found": photo.found, "note": photo.note, **face.to_dict(index)}
                   for photo, face, index in zip(photos, faces, (args.face1, args.face2))],
     }
@@ -65,6 +71,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     lines = [f"{answer}: P(same person) = {verdict.confidence:.0%}",
              f"  {verdict.metric} distance {verdict.distance:.4f}, {source} threshold {verdict.threshold:.4f}",
              *([f"  thresholds from {choice.source}"] if calibration else []), *(f"  {note}" for note in choice.notes)]
+    if result["default_thresholds_from"]:
+        lines.append(f"  thresholds from {result['default_thresholds_from']}")
     lines += [f"  {check.metric:<13} {check.distance:.4f}  (threshold {check.threshold:.4f})"
               for check in service.metric_checks(verdict)]
     lines += [f"  {photo.name}: {photo.note}" for photo in photos if photo.note]

@@ -24,6 +24,7 @@ from core.pipeline.backbones import BACKBONES
 from core.pipeline.detection import DETECTORS
 from core.pipeline.embeddings import EmbeddingCache, Pipeline, Progress, Stopped, embed_dataset, pipeline_key
 from core.runs import RunInfo, check_run_name, load_run, save_run
+from core.services.finetuned import verification_extras
 from core.services.jobs import Cancelled, Job
 from core.services.predict import EMBEDDING_SPACE, FINETUNED_SPACE, Predictor
 from core.training.config import EpochCallback, StopCheck, TrainConfig, TrainResult
@@ -181,6 +182,11 @@ def train_on_dataset(root: Path | str, pipeline: Pipeline, config: TrainConfig, 
               "unknown_max_distance": np.float32(np.nan if max_distance is None else max_distance)}
     if finetune:
         extras[EMBEDDING_SPACE] = np.array(FINETUNED_SPACE)
+        # Verify's uncalibrated thresholds for this run's embedding, measured on its validation faces.
+        thresholds, too_few = verification_extras(val_vectors, val.labels if val else [])
+        extras.update(thresholds)
+        if too_few:
+            result.warnings.append(too_few)
     info = save_run(result, config, extras, name=name, test_metrics=test_metrics)
     return TrainOutcome(info, result, report)
 

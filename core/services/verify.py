@@ -26,6 +26,7 @@ from core.images import ImageError, downscale, load_image, read_file
 from core.pipeline.alignment import AlignedFace
 from core.pipeline.detection.base import Face, Point
 from core.pipeline.embeddings import Pipeline, faces_note
+from core.services.finetuned import FinetunedBackbone
 
 DISPLAY_SIDE = 640  # step images are cut around the face and shrunk to at most this many pixels a side
 
@@ -181,6 +182,12 @@ def analyse_photos(pipeline: Pipeline, photos: Sequence[tuple[bytes, str]], with
 def decision_metric(pipeline: Pipeline, calibration: Calibration | None = None) -> str:
     """The metric that decides (and ranks a 1:N search): the calibration's, else the backbone's declared one."""
     return calibration.metric if calibration is not None else pipeline.backbone.decision_metric
+
+
+def default_thresholds_note(pipeline: Pipeline) -> str | None:
+    """Where a fine-tuned run's uncalibrated thresholds come from (its own validation pairs, or neutral defaults and
+    why); None for a registered backbone, whose declared defaults need no note."""
+    return pipeline.backbone.thresholds_note if isinstance(pipeline.backbone, FinetunedBackbone) else None
 
 
 def compare(pipeline: Pipeline, first: FaceView, second: FaceView, calibration: Calibration | None = None) -> Verdict:

@@ -39,8 +39,13 @@ def show_steps(n: int, view: service.FaceView) -> None:
         column.image(image, caption=f"Photo {n}: {caption}", width="stretch")
 
 
-def show_verdict(verdict: Verdict, calibration: Calibration | None, root: Path | None, change: float | None) -> None:
-    """The answer, its distance against the threshold, where the threshold came from, and every metric."""
+def show_verdict(verdict: Verdict, calibration: Calibration | None, root: Path | None, change: float | None,
+                 defaults_note: str | None = None) -> None:
+    """The answer, its distance against the threshold, where the threshold came from, and every metric.
+
+    ``defaults_note`` says where uncalibrated thresholds come from when they are not the backbone's declared ones
+    (a fine-tuned run's own validation pairs).
+    """
     chance = f"{verdict.confidence:.0%} probability of the same person"
     if verdict.verified:
         st.success(f"**Same person** — {chance}.")
@@ -55,8 +60,9 @@ def show_verdict(verdict: Verdict, calibration: Calibration | None, root: Path |
     columns[2].metric("P(same person)", f"{verdict.confidence:.0%}")
     if calibration is None:
         where = f"on {plain(root.name)}" if root is not None else "on a labelled dataset"
-        st.info(f"These thresholds are **defaults** for this backbone, not calibrated on your photos. "
-                f"Calibrate them {where} in the *Calibration* section below.")
+        source = ("are **defaults** for this backbone, not calibrated" if defaults_note is None
+                  else f"come from {plain(defaults_note)}, not from a calibration")
+        st.info(f"These thresholds {source} on your photos. Calibrate them {where} in the *Calibration* section below.")
     else:
         st.caption(plain(f"Thresholds calibrated on {root.name if root else 'the reference dataset'} "
                          f"({calibration.n_people} people, {calibration.n_genuine} genuine and "
