@@ -130,8 +130,17 @@ def show_summary(photos: list[PhotoPrediction], known: list[str]) -> None:
                ("Accuracy", "—" if summary.accuracy is None else f"{summary.accuracy:.1%}"),
                ("Correct", f"{summary.correct} / {summary.judged}" if summary.judged else "—"),
                ("Unknown faces", summary.unknown_faces), ("No face", summary.no_face)]
-    for column, (label, value) in zip(st.columns(len(figures)), figures):
-        column.metric(label, value)
+    metric_rows = [figures]
+    if summary.stranger_photos:  # open-set: strangers are scored by rejection, apart from the run's people
+        metric_rows.append([("Strangers rejected", f"{summary.rejected} / {summary.stranger_photos}"),
+                            ("Rejection rate", f"{summary.rejection_rate:.1%}"),
+                            ("False-accept rate", f"{summary.false_accept_rate:.1%}")])
+    for row in metric_rows:
+        for column, (label, value) in zip(st.columns(len(row)), row):
+            column.metric(label, value)
+    if summary.judged or summary.stranger_photos:
+        st.caption(f"Accuracy of {summary.judged} photo(s) with a face of the run's people; "
+                   f"{summary.no_face} without a face (not judged; Show: No face found).")
     for name, error in summary.errors:
         st.error(plain(f"{name}: {error}"))
     for name, note in summary.capped:
@@ -139,8 +148,9 @@ def show_summary(photos: list[PhotoPrediction], known: list[str]) -> None:
     strangers = summary.strangers
     if strangers:
         st.caption(plain(f"{len(strangers)} person(s) in these photos are not known to the run "
-                         f"({', '.join(strangers[:5])}{'…' if len(strangers) > 5 else ''}): the best answer for them "
-                         "is 'unknown', which the accuracy counts as wrong."))
+                         f"({', '.join(strangers[:5])}{'…' if len(strangers) > 5 else ''}): the right answer for them "
+                         f"is 'unknown'. {summary.rejected} of {summary.stranger_photos} stranger photo(s) were "
+                         "correctly rejected; the accuracy counts only the run's own people."))
     rows = per_person(photos)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={

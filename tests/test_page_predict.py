@@ -120,7 +120,13 @@ def test_gallery_filters_thresholds_details_and_csv(with_run: Path, downloads: d
     assert len(at.get("image")) >= 12  # a full gallery page (plus the detail view)
     batch = next(iter(at.session_state["pr_batches"].values()))
     wrong = sum(p.correct is False for p in batch.photos)
-    assert 1 <= wrong < 12, "the slim run makes a few mistakes (at least the photo without a face)"
+    assert wrong < 12, "the slim run makes few mistakes"
+    faceless = [p for p in batch.photos if p.no_face]
+    assert faceless and all(p.correct is None for p in faceless), "a photo without a face is not judged"
+    with_face = sum(bool(p.faces) for p in batch.photos)
+    assert figures["Correct"] == f"{with_face - wrong} / {with_face}"
+    assert any(c.value.startswith(f"Accuracy of {with_face} photo(s) with a face of the run's people; "
+                                  f"{len(faceless)} without a face") for c in at.caption)
 
     at.selectbox(key="pr_show").select("Incorrect").run()
     assert shown(at) == f"{wrong} of 24 photo(s)"
@@ -151,6 +157,37 @@ def test_gallery_filters_thresholds_details_and_csv(with_run: Path, downloads: d
     assert all(r["photo"].startswith(f"test/{r['truth']}/") for r in rows), "dataset-relative, no server path"
     assert "unknown" not in {r["label"] for r in rows}, "the CSV follows the thresholds on screen"
     assert not at.exception and not at.error
+
+
+def test_a_test_split_of_strangers_is_scored_by_rejection_not_accuracy(with_run: Path) -> None:
+    """Photos of people the run never saw: the right answer is unknown, so the page reports how many were rejected
+    (never "Accuracy 0.0 %" and cards saying "wrong, is …")."""
+    from core.config import datasets_dir
+
+    root = datasets_dir() / "strangers"
+    for person in sorted((shared_dataset("glint360k_celebrity_sample") / "test").iterdir())[:4]:
+        (root / "test" / person.name).mkdir(parents=True)
+        for photo in sorted(person.iterdir())[:2]:
+            shutil.copy(photo, root / "test" / person.name / photo.name)
+    try:
+        at = page_app()
+        at.radio(key="pr_source").set_value("Test split of another dataset").run()
+        at.selectbox(key="pr_dataset").select("strangers").run()
+        assert not at.exception and not at.error
+        figures = metrics(at)
+        rejected, strangers = (int(n) for n in figures["Strangers rejected"].split(" / "))
+        assert figures["Photos"] == "8" and strangers >= 6 and rejected >= strangers - 1
+        assert figures["Accuracy"] == "—", "no accuracy without a photo of the run's own people"
+        assert figures["Rejection rate"] == f"{rejected / strangers:.1%}"
+        assert figures["False-accept rate"] == f"{1 - rejected / strangers:.1%}"
+        captions = [displayed(c.value) for c in at.caption]
+        cards = [c for c in captions if "\n" in c][:8]  # the gallery's cards (the detail view repeats one after)
+        assert sum("correctly rejected" in c for c in cards) == rejected
+        assert not any("wrong, is" in c for c in captions)
+        assert any("unknown (closest: " in c for c in cards)
+        assert any("the right answer for them is 'unknown'" in c for c in captions)
+    finally:
+        shutil.rmtree(root)
 
 
 def test_bad_uploads_get_a_message_each_and_good_ones_are_predicted(with_run: Path,

@@ -53,7 +53,7 @@ from core.services.predict import (
     uploaded_photos,
 )
 from core.training.heads.centroid import CentroidHead
-from tests.conftest import ROOT, image_bytes, shared_dataset
+from tests.conftest import ROOT, displayed, image_bytes, shared_dataset
 
 # --- the rule and the distance helpers -----------------------------------------------------------------
 
@@ -125,7 +125,7 @@ def hand_made() -> list[PhotoPrediction]:
         PhotoPrediction("a1.jpg", "amy", [face("amy", 0.9), face("bob", 0.6, box=(20, 0, 5, 5))]),
         PhotoPrediction("a2.jpg", "amy", [face("bob", 0.7)]),
         PhotoPrediction("b1.jpg", "bob", [face(UNKNOWN_LABEL, 0.4, top3=[("bob", 0.4), ("amy", 0.3)])]),
-        PhotoPrediction("b2.jpg", "bob", []),  # no face: counted as wrong
+        PhotoPrediction("b2.jpg", "bob", []),  # no face: counted apart, not judged
         PhotoPrediction("bad.jpg", "bob", error="the file is empty (0 bytes)."),  # unusable: not judged
         PhotoPrediction("new.jpg", None, [face("amy", 0.95)]),  # unlabelled: not judged
     ]
@@ -133,14 +133,14 @@ def hand_made() -> list[PhotoPrediction]:
 
 def test_accuracy_confusion_and_per_person() -> None:
     photos = hand_made()
-    assert accuracy(photos) == pytest.approx(1 / 4)
-    assert accuracy(photos[4:]) is None
+    assert accuracy(photos) == pytest.approx(1 / 3), "of the three photos with a face"
+    assert accuracy(photos[3:]) is None
     rows, table = confusion_table(photos, ["amy", "bob"])
     assert rows == ["amy", "bob"]
     assert table == [[1, 1, 0, 0], [0, 0, 1, 1]]  # columns: amy, bob, unknown, no face
     assert per_person(photos) == [
         {"person": "amy", "photos": 2, "correct": 1, "unknown": 0, "accuracy": 0.5},
-        {"person": "bob", "photos": 2, "correct": 0, "unknown": 1, "accuracy": 0.0},
+        {"person": "bob", "photos": 1, "correct": 0, "unknown": 1, "accuracy": 0.0},
     ]
 
 
@@ -168,7 +168,7 @@ def test_csv_has_a_row_per_face_and_per_faceless_photo() -> None:
     assert second["face"] == "1" and second["correct"] == "", "only the largest face is judged"
     assert rows[2]["correct"] == "false"
     assert rows[3]["top3"] == "bob 0.4000; amy 0.3000"
-    assert rows[4]["error"] == "no face found" and rows[4]["correct"] == "false"
+    assert rows[4]["error"] == "no face found" and rows[4]["correct"] == "", "no face: not judged"
     assert rows[5]["error"] == "the file is empty (0 bytes)." and rows[5]["correct"] == ""
     assert rows[6]["truth"] == "" and rows[6]["correct"] == ""
 
@@ -239,7 +239,7 @@ def test_fake_predictor_names_faces_rejects_strangers_and_reports_bad_files(colo
     assert "not an image" in photos[1].error and "empty" in photos[2].error
     assert photos[1].faces == [] and photos[1].correct is None
     assert [f.label for f in photos[3].faces] == ["amy", "bob"], "both faces of a group photo are named"
-    assert photos[4].error is None and photos[4].faces == [] and photos[4].correct is False
+    assert photos[4].error is None and photos[4].faces == [] and photos[4].correct is None
     stranger = photos[5].faces[0]
     assert stranger.unknown and stranger.distance > 0.05 and stranger.best_guess in ("amy", "bob")
     assert seen[-1] == (6, 6)
@@ -448,14 +448,14 @@ def test_photo_confidence_and_no_face() -> None:
 @pytest.mark.parametrize(("chosen", "indices"), [
     (PhotoFilter(), [0, 1, 2, 3, 4, 5]),
     (PhotoFilter(show="Correct"), [0]),
-    (PhotoFilter(show="Incorrect"), [1, 2, 3]),
+    (PhotoFilter(show="Incorrect"), [1, 2]),
     (PhotoFilter(show="With unknown faces"), [2]),
     (PhotoFilter(show="Low confidence", low=0.65), [0, 2]),  # a1's second face is below, too
     (PhotoFilter(show="No face found"), [3]),
     (PhotoFilter(show="Unusable"), [4]),
     (PhotoFilter(person="amy"), [0, 1, 5]),  # truth amy, or a face taken for amy
     (PhotoFilter(person="bob"), [0, 1, 2, 3, 4]),  # b1's unknown face is bob's best guess
-    (PhotoFilter(person="bob", show="Incorrect"), [1, 2, 3]),
+    (PhotoFilter(person="bob", show="Incorrect"), [1, 2]),
     (PhotoFilter(order=SORTS[1]), [2, 1, 0, 5, 3, 4]),  # faceless photos last, in file order
     (PhotoFilter(order=SORTS[2]), [5, 0, 1, 2, 3, 4]),
     (PhotoFilter(person="amy", order=SORTS[1]), [1, 0, 5]),
@@ -476,7 +476,10 @@ def test_summary_of_a_prediction_set() -> None:
     photos = hand_made()
     summary = summarize(photos, ["amy"])
     assert (summary.photos, summary.faces, summary.unknown_faces, summary.no_face) == (6, 5, 1, 1)
-    assert (summary.judged, summary.correct, summary.accuracy) == (4, 1, accuracy(photos))
+    assert (summary.judged, summary.correct, summary.accuracy) == (2, 1, 0.5), "only amy's photos count"
+    assert (summary.stranger_photos, summary.rejected, summary.rejection_rate) == (1, 1, 1.0), "b1 rejected"
+    both = summarize(photos, ["amy", "bob"])
+    assert (both.judged, both.accuracy, both.no_face, both.no_face_photos) == (3, accuracy(photos), 1, ["b2.jpg"])
     assert summary.errors == [("bad.jpg", "the file is empty (0 bytes).")]
     assert summary.strangers == ["bob"], "bob is labelled but not known to the run"
     assert summarize(photos, ["amy", "bob"]).strangers == []
@@ -484,6 +487,65 @@ def test_summary_of_a_prediction_set() -> None:
     assert (lenient.unknown_faces, lenient.correct) == (0, 2), "the figures follow the thresholds"
     empty = summarize(photos[5:], ["amy"])
     assert (empty.judged, empty.accuracy, empty.strangers) == (0, None, [])
+
+
+def test_open_set_scoring_rejects_strangers_and_names_false_accepts() -> None:
+    known = frozenset({"amy"})
+    photos = [PhotoPrediction("a.jpg", "amy", [face("amy", 0.9)], known=known),
+              PhotoPrediction("z1.jpg", "zed", [face(UNKNOWN_LABEL, 0.6, top3=[("amy", 0.6)])], known=known),
+              PhotoPrediction("z2.jpg", "zed", [face(UNKNOWN_LABEL, 0.3, top3=[("amy", 0.3)])], known=known),
+              PhotoPrediction("z3.jpg", "zed", [face("amy", 0.8)], known=known),
+              PhotoPrediction("z4.jpg", "zed", [], known=known)]
+    assert [p.stranger for p in photos] == [False, True, True, True, True]
+    assert [p.correct for p in photos] == [True, True, True, False, None], "a stranger's right answer is unknown"
+    assert [p.verdict for p in photos] == ["right", "correctly rejected", "correctly rejected",
+                                           "wrongly accepted as amy", ""]
+    assert accuracy(photos) == 1.0, "strangers are not part of the identification accuracy"
+    summary = summarize(photos, ["amy"])
+    assert (summary.judged, summary.correct, summary.stranger_photos, summary.rejected) == (1, 1, 3, 2)
+    assert summary.rejection_rate == pytest.approx(2 / 3) and summary.false_accept_rate == pytest.approx(1 / 3)
+    assert summary.strangers == ["zed"]
+    only_strangers = summarize(photos[1:3], ["amy"])
+    assert (only_strangers.accuracy, only_strangers.rejection_rate) == (None, 1.0), "no 0 % accuracy for strangers"
+    assert filter_photos(photos, PhotoFilter(show="Incorrect")) == [3]
+
+
+@pytest.mark.parametrize(("typed", "folder"), [
+    ("Lionel Messi", "lionel_messi"), ("José Mourinho", "jose-mourinho"), ("  Ada  LOVELACE ", "ada__lovelace"),
+    ("Zoë", "ZOE"), ("Mary-Jane Watson", "mary jane_watson"),
+])
+def test_person_key_makes_one_person_of_typed_and_folder_names(typed: str, folder: str) -> None:
+    from core.data.names import person_key
+
+    assert person_key(typed) == person_key(folder)
+    photo = PhotoPrediction("x.jpg", folder, [face(typed, 0.98)], known=frozenset({person_key(typed)}))
+    assert photo.correct is True and photo.verdict == "right" and not photo.stranger
+    assert summarize([photo], [typed]).accuracy == 1.0
+
+
+def test_person_key_keeps_different_people_apart() -> None:
+    from core.data.names import person_key
+
+    assert person_key("Lionel Messi") != person_key("Lionel Messie")
+    assert person_key("ann lee") != person_key("annlee")
+    photo = PhotoPrediction("x.jpg", "lionel_messi", [face("Lionel Messie", 0.9)], known=frozenset({"lionel messie"}))
+    assert photo.stranger and photo.verdict == "wrongly accepted as Lionel Messie"
+
+
+def test_unknown_label_text_names_the_closest_person() -> None:
+    rejected = face(UNKNOWN_LABEL, 0.63, top3=[("maria_sharapova", 0.63), ("amy", 0.2)])
+    assert rejected.text == "unknown (closest: maria_sharapova, 63%)"
+    assert face("amy", 0.98).text == "amy 98%"
+    photo = PhotoPrediction("m.jpg", None, [rejected])
+    assert photo.to_dict()["faces"][0]["text"] == "unknown (closest: maria_sharapova, 63%)"
+    row = next(csv.DictReader(io.StringIO(predictions_csv([photo]))))
+    assert (row["label"], row["text"]) == (UNKNOWN_LABEL, "unknown (closest: maria_sharapova, 63%)")
+    from pages.components.predict_views import caption
+
+    assert "unknown (closest: maria_sharapova, 63%)" in displayed(caption(photo))
+    stranger = PhotoPrediction("z.jpg", "zed", [rejected], known=frozenset({"amy"}))
+    assert displayed(caption(stranger)).startswith(":green[unknown (closest: maria_sharapova, 63%) · correctly rejected]")
+    assert "wrong" not in caption(stranger)
 
 
 # --- a real run: five_celebrity with dlib HOG + dlib ResNet (offline models) --------------------------
@@ -554,6 +616,18 @@ def test_strangers_are_rejected_as_unknown(real: Predictor) -> None:
     assert len(faces) >= 8 and rate >= 0.8
 
 
+def test_a_test_split_of_strangers_is_scored_by_rejection(real: Predictor) -> None:
+    strangers = shared_dataset("glint360k_celebrity_sample")
+    paths, truths = photo_sources(strangers)
+    photos = real.predict(paths[:22], truths[:22])
+    summary = summarize(photos, real.run.labels)
+    print(f"glint360k strangers by a five_celebrity run: {summary.rejected}/{summary.stranger_photos} rejected")
+    assert all(p.stranger for p in photos) and summary.judged == 0 and summary.accuracy is None
+    assert summary.stranger_photos >= 18 and summary.rejection_rate >= 0.8
+    assert not any(p.verdict.startswith("wrong,") for p in photos), "a stranger is never 'wrong, is X'"
+    assert sum(p.verdict == "correctly rejected" for p in photos) == summary.rejected
+
+
 def test_cli_predict_json_and_annotated_copies(celebrity_run: tuple[Path, str], five_celebrity: Path,
                                                tmp_path: Path) -> None:
     home, run_id = celebrity_run
@@ -564,7 +638,8 @@ def test_cli_predict_json_and_annotated_copies(celebrity_run: tuple[Path, str], 
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["run"] == run_id and len(result["images"]) == 24
-    assert result["accuracy"] >= 23 / 24
+    assert result["accuracy"] == 1.0 and result["judged"] == 23, "over the photos with a face, as train counts"
+    assert result["no_face"] == 1 and result["no_face_photos"][0].startswith("test/ben_afflek/")
     assert result["confusion"]["columns"][-2:] == ["unknown", "no face"]
     assert {"name", "truth", "predicted", "correct", "faces"} <= set(result["images"][0])
     files = sorted(out.iterdir())
@@ -573,3 +648,37 @@ def test_cli_predict_json_and_annotated_copies(celebrity_run: tuple[Path, str], 
     bad = subprocess.run([sys.executable, "-m", "core", "predict", "nope", str(five_celebrity)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "not a run id" in bad.stderr
+
+
+def test_cli_scores_strangers_open_set_and_names_by_key(celebrity_run: tuple[Path, str], five_celebrity: Path,
+                                                        tmp_path: Path) -> None:
+    """Strangers rejected count as right answers, and a folder named "Elton John" is the run's elton_john."""
+    home, run_id = celebrity_run
+    folder = tmp_path / "mixed"
+    strangers = shared_dataset("glint360k_celebrity_sample") / "test"
+    for person in sorted(strangers.iterdir())[:3]:
+        (folder / "test" / person.name).mkdir(parents=True)
+        for photo in sorted(person.iterdir())[:2]:
+            (folder / "test" / person.name / photo.name).write_bytes(photo.read_bytes())
+    (folder / "test" / "Elton John").mkdir()  # typed as a Builder would keep it; the run knows elton_john
+    for photo in sorted((five_celebrity / "test" / "elton_john").iterdir())[:2]:
+        (folder / "test" / "Elton John" / photo.name).write_bytes(photo.read_bytes())
+    env = {**os.environ, "FACELAB_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-m", "core", "predict", run_id, str(folder), "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    print({k: result[k] for k in ("accuracy", "stranger_photos", "rejected", "rejection_rate", "false_accept_rate")})
+    assert result["accuracy"] == 1.0 and result["judged"] == 2, "Elton John is elton_john"
+    assert result["stranger_photos"] == 6 and result["rejection_rate"] >= 5 / 6
+    assert result["false_accept_rate"] == pytest.approx(1 - result["rejection_rate"])
+    verdicts = [image["verdict"] for image in result["images"] if image["stranger"]]
+    assert verdicts.count("correctly rejected") == result["rejected"]
+    assert not any(v.startswith("wrong,") for v in verdicts)
+    rejected = [f for image in result["images"] for f in image["faces"] if f["label"] == "unknown"]
+    assert rejected and all(f["text"].startswith("unknown (closest: ") for f in rejected)
+    printed = subprocess.run([sys.executable, "-m", "core", "predict", run_id, str(folder)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300).stdout
+    assert f"{result['rejected']}/6 correctly rejected" in printed and "unknown (closest: " in printed
+    assert "· wrong, is" not in printed
+    assert "accuracy 100.0% of 2 labelled photos with a face of people the run knows; 0 without a face" in printed

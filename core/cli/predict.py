@@ -53,18 +53,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     acc = summary.accuracy
     result: dict[str, Any] = {
         "run": run_id, "images": [p.to_dict() for p in photos], "accuracy": acc,
+        "judged": summary.judged, "correct": summary.correct, "strangers": summary.strangers,
+        "stranger_photos": summary.stranger_photos, "rejected": summary.rejected,
+        "rejection_rate": summary.rejection_rate, "false_accept_rate": summary.false_accept_rate,
+        "no_face": summary.no_face, "no_face_photos": summary.no_face_photos,
         "faces": summary.faces, "unknown_faces": summary.unknown_faces,
         "rule": {"min_confidence": predictor.rule.min_confidence, "max_distance": predictor.rule.max_distance},
     }
     lines = [f"{summary.photos} photos, {summary.faces} faces, {summary.unknown_faces} unknown"]
     for photo in photos:
         mark = {True: "ok ", False: "BAD", None: "   "}[photo.correct]
-        faces = ", ".join(f"{f.label} {f.confidence:.0%}" for f in photo.faces) or (photo.error or "no face")
-        lines.append(f"  {mark} {photo.name}: {faces}" + (f" ({photo.note})" if photo.note else ""))
+        faces = ", ".join(f.text for f in photo.faces) or (photo.error or "no face")
+        verdict = f" · {photo.verdict}" if photo.verdict else ""
+        lines.append(f"  {mark} {photo.name}: {faces}{verdict}" + (f" ({photo.note})" if photo.note else ""))
+    if summary.stranger_photos:
+        lines.append(f"strangers (people the run does not know): {summary.rejected}/{summary.stranger_photos} "
+                     f"correctly rejected ({summary.rejection_rate:.1%}), false-accept rate "
+                     f"{summary.false_accept_rate:.1%}")
     if acc is not None:
         rows, table = confusion_table(photos, predictor.run.labels)
         result["confusion"] = {"rows": rows, "columns": [*predictor.run.labels, "unknown", "no face"], "counts": table}
-        lines.append(f"accuracy {acc:.1%} over labelled photos")
+        lines.append(f"accuracy {acc:.1%} of {summary.judged} labelled photos with a face of people the run knows; "
+                     f"{summary.no_face} without a face")
         lines.append("confusion (rows: true; columns: " + ", ".join(result["confusion"]["columns"]) + ")")
         lines += [f"  {row:<20} " + " ".join(f"{n:>3}" for n in counts) for row, counts in zip(rows, table)]
     result["text"] = "\n".join(lines)

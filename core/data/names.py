@@ -5,6 +5,9 @@ or ``alice`` with a stray space, is one name. Characters that change how text re
 (control characters, line and paragraph separators, bidi overrides, zero-width characters) are refused.
 Folder names (people, datasets) are stricter still, and two that differ only in case (same
 :func:`name_key`) are one name: the second is refused rather than becoming a look-alike person.
+People are compared across runs and folders by the looser :func:`person_key` (accents dropped, case folded,
+spaces, underscores and hyphens one separator), so "Lionel Messi" and ``lionel_messi`` are one person; the name
+shown stays as it was stored.
 """
 
 from __future__ import annotations
@@ -52,6 +55,19 @@ def clean_text(text: str, what: str = "name") -> str:
 def name_key(name: str) -> str:
     """What two names must share to be the same name: NFC form, trimmed, case folded."""
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).strip().casefold())
+
+
+PERSON_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+def person_key(name: str) -> str:
+    """The key two names of one person share, so a run trained on "Lionel Messi" (typed in the Builder) judges
+    photos in a ``lionel_messi`` folder: accents removed (NFKD, combining marks dropped), case folded, every run
+    of spaces, underscores and hyphens one space, trimmed. Used to compare people, never to display them.
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return PERSON_SEPARATORS.sub(" ", bare).strip()
 
 
 def lookalike(name: str, folder: Path) -> str | None:

@@ -23,6 +23,7 @@ import numpy as np
 from core.compare.distances import pairwise_distances
 from core.compare.unknown import UNKNOWN_LABEL, UnknownRule, min_confidence_for, nearest_by_person
 from core.data.layout import Dataset, fingerprint, may_open, scan
+from core.data.names import person_key
 from core.drawing import KNOWN, UNKNOWN, Label, draw_labels
 from core.images import downscale, encode_jpeg, is_image_name, load_image
 from core.pipeline.backbones import BACKBONES
@@ -58,8 +59,16 @@ class FacePrediction:
         """The person the head ranked first, even when the face was rejected as unknown."""
         return self.top3[0][0] if self.top3 else self.label
 
+    @property
+    def text(self) -> str:
+        """The label as a person reads it: "amy 98%", or "unknown (closest: amy, 63%)" — the percentage is the
+        best guess's confidence, not how unknown the face is."""
+        if self.unknown:
+            return f"{UNKNOWN_LABEL} (closest: {self.best_guess}, {self.confidence:.0%})"
+        return f"{self.label} {self.confidence:.0%}"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
+        return {"box": list(self.box), "label": self.label, "text": self.text, "confidence": round(self.confidence, 4),
                 "top3": [[name, round(p, 4)] for name, p in self.top3],
                 "distance": None if self.distance is None else round(self.distance, 4),
                 "detector_score": round(self.detector_score, 4)}
@@ -67,13 +76,19 @@ class FacePrediction:
 
 @dataclass
 class PhotoPrediction:
-    """Every face of one photo; ``truth`` is the person folder's name when the photo is labelled."""
+    """Every face of one photo; ``truth`` is the person folder's name when the photo is labelled.
+
+    ``known`` holds the :func:`~core.data.names.person_key` of every person the run knows; with it a labelled
+    photo of anyone else is a stranger, whose right answer is unknown (open-set scoring). None judges every
+    labelled photo as one of the run's people.
+    """
 
     name: str
     truth: str | None = None
     faces: list[FacePrediction] = field(default_factory=list)
     error: str | None = None
     found: int = 0  # faces the detector found; more than ``faces`` when the face cap applied
+    known: frozenset[str] | None = field(default=None, repr=False)
 
     @property
     def faces_found(self) -> int:
@@ -91,11 +106,31 @@ class PhotoPrediction:
         return self.faces[0].label if self.faces else None
 
     @property
+    def stranger(self) -> bool:
+        """A labelled photo of someone the run does not know (names compared by :func:`person_key`)."""
+        return self.truth is not None and self.known is not None and person_key(self.truth) not in self.known
+
+    @property
     def correct(self) -> bool | None:
-        """Whether the largest face was named right; None for unlabelled or unusable photos."""
-        if self.truth is None or self.error is not None:
+        """Whether the largest face got the right answer: its person (same :func:`person_key`), or unknown for a
+        stranger. None for unlabelled photos and for those without a face or unusable: the detector, not the
+        run, passed over them, so they are counted apart (as ``train`` does for its test accuracy)."""
+        if self.truth is None or not self.faces:
             return None
-        return self.predicted == self.truth
+        answer = self.faces[0]
+        if self.stranger:
+            return answer.unknown
+        return not answer.unknown and person_key(answer.label) == person_key(self.truth)
+
+    @property
+    def verdict(self) -> str:
+        """The judgement in words: "right", "wrong, is amy", "correctly rejected", "wrongly accepted as amy";
+        "" when the photo is not judged."""
+        if self.correct is None:
+            return ""
+        if self.stranger:
+            return "correctly rejected" if self.correct else f"wrongly accepted as {self.predicted}"
+        return "right" if self.correct else f"wrong, is {self.truth}"
 
     @property
     def confidence(self) -> float | None:
@@ -104,12 +139,13 @@ class PhotoPrediction:
 
     @property
     def no_face(self) -> bool:
-        """A usable photo in which the detector found nobody (it counts as wrong when labelled)."""
+        """A usable photo in which the detector found nobody (never judged: counted and listed apart)."""
         return self.error is None and not self.faces
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "truth": self.truth, "predicted": self.predicted, "correct": self.correct,
-                "error": self.error, "faces_found": self.faces_found, "note": self.note,
+                "stranger": self.stranger, "verdict": self.verdict, "error": self.error,
+                "faces_found": self.faces_found, "note": self.note,
                 "faces": [f.to_dict() for f in self.faces]}
 
 
@@ -165,10 +201,11 @@ class Predictor:
         a page, a download or a message.
         """
         results = self.pipeline.embed(sources, progress=progress)
+        known = frozenset(person_key(label) for label in self.run.labels)
         photos = []
         for index, result in enumerate(results):
             photo = PhotoPrediction(relative_name(result.name, root), truths[index] if truths else None,
-                                    error=result.error, found=result.found)
+                                    error=result.error, found=result.found, known=known)
             if result.ok and result.faces:
                 crops, embeddings = None, result.embeddings
                 if self.finetuned:
@@ -222,7 +259,8 @@ def relabel(photos: Sequence[PhotoPrediction], rule: UnknownRule) -> list[PhotoP
 
 
 def per_person(photos: Sequence[PhotoPrediction]) -> list[dict[str, Any]]:
-    """Per true person: labelled photos, how many were named right, accuracy, and faces rejected as unknown."""
+    """Per true person: judged photos (labelled, with a face), how many got the right answer (for a stranger:
+    rejected), accuracy, and faces rejected as unknown."""
     rows: dict[str, dict[str, Any]] = {}
     for photo in photos:
         if photo.correct is None or photo.truth is None:
@@ -236,7 +274,8 @@ def per_person(photos: Sequence[PhotoPrediction]) -> list[dict[str, Any]]:
     return [rows[name] for name in sorted(rows)]
 
 
-CSV_COLUMNS = ("photo", "face", "box", "label", "confidence", "top3", "distance", "truth", "correct", "error", "note")
+CSV_COLUMNS = ("photo", "face", "box", "label", "text", "confidence", "top3", "distance", "truth", "correct", "verdict",
+               "error", "note")
 
 
 def predictions_csv(photos: Sequence[PhotoPrediction]) -> str:
@@ -251,13 +290,14 @@ def predictions_csv(photos: Sequence[PhotoPrediction]) -> str:
         correct = "" if photo.correct is None else str(photo.correct).lower()
         truth = photo.truth or ""
         if not photo.faces:
-            writer.writerow([photo.name, "", "", "", "", "", "", truth, correct, photo.error or "no face found", ""])
+            writer.writerow([photo.name, "", "", "", "", "", "", "", truth, correct, photo.verdict,
+                             photo.error or "no face found", ""])
         for index, face in enumerate(photo.faces):
             writer.writerow([
-                photo.name, index, " ".join(str(v) for v in face.box), face.label, f"{face.confidence:.4f}",
-                "; ".join(f"{name} {p:.4f}" for name, p in face.top3),
+                photo.name, index, " ".join(str(v) for v in face.box), face.label, face.text,
+                f"{face.confidence:.4f}", "; ".join(f"{name} {p:.4f}" for name, p in face.top3),
                 "" if face.distance is None else f"{face.distance:.4f}", truth,
-                correct if index == 0 else "", "", photo.note,
+                correct if index == 0 else "", photo.verdict if index == 0 else "", "", photo.note,
             ])
     return buffer.getvalue()
 
@@ -274,8 +314,10 @@ def annotated_zip(predictor: Predictor, sources: Sequence[Source], photos: Seque
 
 
 def accuracy(photos: Sequence[PhotoPrediction]) -> float | None:
-    """Share of labelled photos whose largest face was named right; None when none is labelled."""
-    judged = [p.correct for p in photos if p.correct is not None]
+    """Identification accuracy: the share of photos with a face of the run's own people whose largest face was
+    named right; None when there is none. Strangers are scored apart (:class:`Summary`'s rejection rate), photos
+    without a face are counted apart (:attr:`Summary.no_face`)."""
+    judged = [p.correct for p in photos if p.correct is not None and not p.stranger]
     return sum(judged) / len(judged) if judged else None
 
 
@@ -493,8 +535,8 @@ def filter_photos(photos: Sequence[PhotoPrediction], chosen: PhotoFilter) -> lis
     """Indices of the photos ``chosen`` lets through, in its order (by the answer's confidence, faceless photos last)."""
     test = SHOWS[chosen.show]
     kept = [i for i, photo in enumerate(photos)
-            if (chosen.person == EVERYONE or photo.truth == chosen.person
-                or any(f.best_guess == chosen.person for f in photo.faces))
+            if (chosen.person == EVERYONE or person_key(photo.truth or "") == person_key(chosen.person)
+                or any(person_key(f.best_guess) == person_key(chosen.person) for f in photo.faces))
             and test(photo, chosen.low)]
     if chosen.order == SORTS[0]:
         return kept
@@ -515,22 +557,40 @@ class Summary:
     faces: int
     unknown_faces: int
     no_face: int
-    judged: int  # labelled, usable photos: those accuracy counts
+    judged: int  # labelled photos of the run's people with a face: those accuracy counts
     correct: int
-    accuracy: float | None
+    accuracy: float | None  # identification accuracy over the run's people
     errors: list[tuple[str, str]]  # (photo, why it could not be used)
-    strangers: list[str]  # labelled persons the run does not know: 'unknown' is their best answer, counted wrong
+    strangers: list[str]  # labelled persons the run does not know: 'unknown' is their right answer
     capped: list[tuple[str, str]] = field(default_factory=list)  # (photo, what the face cap left out)
+    stranger_photos: int = 0  # judged photos of strangers
+    rejected: int = 0  # of those, rejected as unknown (the right answer)
+    no_face_photos: list[str] = field(default_factory=list)  # usable photos without a face, never judged
+
+    @property
+    def rejection_rate(self) -> float | None:
+        """Strangers rejected / strangers; None without a judged stranger."""
+        return self.rejected / self.stranger_photos if self.stranger_photos else None
+
+    @property
+    def false_accept_rate(self) -> float | None:
+        """Strangers named as one of the run's people / strangers; None without a judged stranger."""
+        return 1.0 - self.rejected / self.stranger_photos if self.stranger_photos else None
 
 
 def summarize(photos: Sequence[PhotoPrediction], known: Sequence[str]) -> Summary:
-    """The figures of ``photos`` as judged now (after :func:`relabel`); ``known`` are the run's people."""
+    """The figures of ``photos`` as judged now (after :func:`relabel`), open-set: ``known`` are the run's people,
+    scored by identification accuracy; anyone else is a stranger, scored by how often they are rejected."""
+    keys = frozenset(person_key(name) for name in known)
+    photos = [replace(photo, known=keys) for photo in photos]
     faces = [face for photo in photos for face in photo.faces]
-    judged = [p for p in photos if p.correct is not None]
-    knows = set(known)
+    judged = [p for p in photos if p.correct is not None and not p.stranger]
+    strangers = [p for p in photos if p.correct is not None and p.stranger]
     return Summary(
         photos=len(photos), faces=len(faces), unknown_faces=sum(face.unknown for face in faces),
         no_face=sum(p.no_face for p in photos), judged=len(judged), correct=sum(bool(p.correct) for p in judged),
         accuracy=accuracy(photos), errors=[(p.name, p.error) for p in photos if p.error is not None],
-        strangers=sorted({p.truth for p in judged if p.truth is not None and p.truth not in knows}),
-        capped=[(p.name, p.note) for p in photos if p.note])
+        strangers=sorted({p.truth for p in photos if p.stranger and p.truth is not None}),
+        capped=[(p.name, p.note) for p in photos if p.note],
+        stranger_photos=len(strangers), rejected=sum(bool(p.correct) for p in strangers),
+        no_face_photos=[p.name for p in photos if p.no_face])

@@ -56,12 +56,10 @@ def caption(photo: PhotoPrediction) -> str:
     if not photo.faces:
         verdict = "no face found"
     else:
-        verdict = ", ".join(f"**{plain(f.label)}** {f.confidence:.0%}" for f in photo.faces[:3])
+        verdict = ", ".join(plain(f.text) for f in photo.faces[:3])
         verdict += f" +{len(photo.faces) - 3}" if len(photo.faces) > 3 else ""
-    if photo.correct is True:
-        verdict = f":green[{verdict} · right]"
-    elif photo.correct is False:
-        verdict = f":red[{verdict} · wrong, is {plain(photo.truth or '')}]"
+    if photo.correct is not None:
+        verdict = f":{'green' if photo.correct else 'red'}[{verdict} · {plain(photo.verdict)}]"
     return f"{verdict}  \n{name}"
 
 
@@ -127,8 +125,9 @@ def show_face(predictor: Predictor, image: np.ndarray, number: int, face: FacePr
         st.image(downscale(face_crop(image, face), CROP)[0], caption=f"Face {number}", width="stretch")
     with middle:
         guess = plain(face.best_guess)
-        verdict = f"**{guess}**" if not face.unknown else f"**unknown** (best guess: {guess})"
-        st.markdown(f"{verdict} · confidence {face.confidence:.0%}")
+        verdict = f"**{guess}** · confidence {face.confidence:.0%}" if not face.unknown else \
+            f"**unknown** (closest: {guess}, {face.confidence:.0%})"
+        st.markdown(verdict)
         st.dataframe(pd.DataFrame(face.top3, columns=["person", "probability"]), hide_index=True,
                      column_config={"probability": st.column_config.ProgressColumn(
                          "probability", format="percent", min_value=0.0, max_value=1.0)})
