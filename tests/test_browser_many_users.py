@@ -89,9 +89,10 @@ def verify(page, photos: list[str], verdict: str) -> float | None:  # noqa: ANN0
     uploads.first.wait_for(state="attached", timeout=MODEL_WAIT)
     start = time.perf_counter()
     uploads.nth(0).set_input_files(photos[0])
-    # As a person would: the second photo once the first is in. A full clean-clone run once waited minutes
-    # for Bob's verdict; setting the second file while the page reran for the first is the suspected race.
+    # As a person would: the second photo once the first is analysed. Clean-clone runs twice waited minutes for
+    # Bob's verdict when the second file was set while the page still ran for the first (suspected upload race).
     page.get_by_test_id("stFileUploader").first.get_by_text(Path(photos[0]).name).wait_for(timeout=MODEL_WAIT)
+    page.get_by_text("Add the second photo to compare.").wait_for(timeout=MODEL_WAIT)
     uploads.nth(1).set_input_files(photos[1])
     try:
         page.get_by_text(verdict, exact=True).wait_for(timeout=VERIFY_S * 1000)
