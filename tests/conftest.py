@@ -35,16 +35,22 @@ PAGE_WORKSPACE = "facelab-test-workspace"  # a well-formed workspace id (22 char
 
 
 @pytest.fixture(autouse=True)
-def facelab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Every test writes into its own FaceLab home, never into the repository. A test that ran app.py (AppTest)
-    leaves the process serving browsers, and app.py as ``__main__`` (which a process started with "spawn" runs
-    again, opening a workspace of its own there): the next test inherits neither."""
-    from core.config import serve_browsers
-
+def facelab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test writes into its own FaceLab home, never into the repository (a module may override this)."""
     home = tmp_path / "facelab_home"
     monkeypatch.setenv("FACELAB_HOME", str(home))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def not_serving_afterwards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test that ran app.py (AppTest) leaves the process serving browsers, and app.py as ``__main__`` (which a
+    process started with "spawn" runs again, opening a workspace of its own there): the next test inherits neither.
+    Apart from ``facelab_home`` so that a module overriding the home keeps this."""
+    from core.config import serve_browsers
+
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
-    yield home
+    yield
     serve_browsers(False)
 
 
