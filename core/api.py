@@ -26,10 +26,12 @@ from core.compare.calibration import Calibration
 from core.compare.verification import Verdict
 from core.images import encode_png, read_file
 from core.images import load_image as _decode
+from core.pipeline.alignment import DEFAULT_CROP
 from core.pipeline.backbones import BACKBONES, default_backbone
 from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
 from core.pipeline.detection.base import Face
 from core.pipeline.embeddings import Pipeline
+from core.pipeline.face_choice import DEFAULT_FACE_CHOICE
 from core.runs import RunInfo
 from core.services import calibrate as calibrate_service
 from core.services import verify as verify_service
@@ -43,9 +45,13 @@ Image = np.ndarray | str | Path | bytes  # a decoded RGB array, a file path or t
 __all__ = ["calibrate", "detect", "embed", "load_image", "pipeline", "predict", "train", "verify"]
 
 
-def pipeline(detector: str = DEFAULT_DETECTOR, backbone: str | None = None, align: bool = True) -> Pipeline:
-    """detect → align → represent with the named plug-ins (shared instances, built on first use)."""
-    return Pipeline(DETECTORS.get(detector), BACKBONES.get(backbone or default_backbone()), align=align)
+def pipeline(detector: str = DEFAULT_DETECTOR, backbone: str | None = None, align: bool = True,
+             face_choice: str = DEFAULT_FACE_CHOICE, crop: str = DEFAULT_CROP) -> Pipeline:
+    """detect → align → represent with the named plug-ins (shared instances, built on first use); ``face_choice``
+    (see :mod:`core.pipeline.face_choice`) decides which face of a photo comes first, ``crop`` which square is cut
+    (see :data:`core.pipeline.alignment.CROPS`; ``align=False`` leaves that square unrotated)."""
+    return Pipeline(DETECTORS.get(detector), BACKBONES.get(backbone or default_backbone()), align=align,
+                    face_choice=face_choice, crop=crop)
 
 
 def load_image(source: Image) -> np.ndarray:
@@ -60,7 +66,7 @@ def detect(image: Image, detector: str = DEFAULT_DETECTOR) -> list[Face]:
 
 def embed(image: Image, detector: str = DEFAULT_DETECTOR, backbone: str | None = None,
           align: bool = True) -> np.ndarray:
-    """One embedding per face, largest face first: shape (faces, dimensions); (0, dimensions) without a face."""
+    """One embedding per face, the chosen face first: shape (faces, dimensions); (0, dimensions) without a face."""
     chosen = pipeline(detector, backbone, align)
     crops = [aligned.crop for _, aligned in chosen.faces(load_image(image))]
     if not crops:
@@ -79,7 +85,7 @@ def _encoded(image: Image) -> bytes:
 
 def verify(image1: Image, image2: Image, detector: str = DEFAULT_DETECTOR, backbone: str | None = None,
            align: bool = True, calibration: Calibration | None = None) -> Verdict:
-    """Same person? The largest face of each photo, compared with ``calibration`` or else the newest sound one
+    """Same person? The chosen face of each photo, compared with ``calibration`` or else the newest sound one
     made with this pipeline (unsound ones are skipped with a warning saying why), or else the backbone's
     documented thresholds (``verdict.threshold_source`` says which)."""
     chosen = pipeline(detector, backbone, align)

@@ -103,7 +103,7 @@ def test_rotate_off_keeps_the_crop_unrotated_but_reports_the_eyes() -> None:
     image = noise_image(120, 100, seed=4)
     face = Face((10, 20, 40, 40), 0.9, left_eye=(20, 30), right_eye=(40, 40))
     result = align_face(image, face, size=40, margin=0.0, rotate=False)
-    assert not result.aligned and result.angle == 0.0 and "switched off" in result.reason
+    assert not result.aligned and result.angle == 0.0 and result.reason == alignment.ROTATION_OFF
     assert result.eyes == ((20, 30), (40, 40))
     np.testing.assert_array_equal(result.crop, image[20:60, 10:50])
 

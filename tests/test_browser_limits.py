@@ -48,7 +48,7 @@ def test_a_bomb_is_refused_and_a_crowd_is_capped(page, live_app, artifacts_dir: 
     screenshot(page, artifacts_dir / "verify_pixel_limit.png")
 
     uploads.nth(0).set_input_files(str(crowded_photo(tmp_path)))
-    page.get_by_text("4 faces found, the 3 largest were used, numbered by size").wait_for(timeout=MODEL_WAIT)
+    page.get_by_text("4 faces found, the 3 largest were used; face 1 (green)").wait_for(timeout=MODEL_WAIT)
     uploads.nth(1).set_input_files(photo("madonna", 1))
     page.get_by_text("Same person", exact=True).wait_for(timeout=MODEL_WAIT)
     page.locator("[data-testid=stPlotlyChart] .main-svg").nth(2).wait_for(timeout=60_000)

@@ -210,7 +210,7 @@ class CrowdDetector(CountingDetector):
 
 
 def test_only_the_largest_faces_are_embedded_and_the_photo_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    crowd = Pipeline(CrowdDetector(), MeanColourBackbone())
+    crowd = Pipeline(CrowdDetector(), MeanColourBackbone(), face_choice="largest")  # the cap, not the choice
     [result] = crowd.embed([("crowd.png", image_bytes(noise_image(64, 64, seed=3)))])
     assert result.found == 30 and len(result.faces) == 20 and result.embeddings.shape == (20, 3)
     assert [face.box[2] for face in result.faces] == list(range(31, 11, -1)), "the 20 largest, largest first"
@@ -221,7 +221,7 @@ def test_only_the_largest_faces_are_embedded_and_the_photo_says_so(monkeypatch: 
 
 
 def test_a_cached_photo_follows_the_face_cap_of_the_day(monkeypatch: pytest.MonkeyPatch) -> None:
-    crowd = Pipeline(CrowdDetector(), MeanColourBackbone())
+    crowd = Pipeline(CrowdDetector(), MeanColourBackbone(), face_choice="largest")  # the cap, not the choice
     source = ("crowd.png", image_bytes(noise_image(64, 64, seed=5)))
     crowd.embed([source])
     monkeypatch.setenv("FACELAB_MAX_FACES", "5")

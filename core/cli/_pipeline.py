@@ -6,7 +6,9 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from core.pipeline.alignment import CROPS, DEFAULT_CROP
 from core.pipeline.detection import DEFAULT_DETECTOR
+from core.pipeline.face_choice import DEFAULT_FACE_CHOICE, RULES, check_face_choice
 
 if TYPE_CHECKING:
     from core.pipeline.embeddings import Pipeline
@@ -17,7 +19,14 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"face detector (default {DEFAULT_DETECTOR}; an unknown name lists the others)")
     parser.add_argument("--backbone", default=None, help="embedding model; default: the most preferred one usable "
                         "here (VGG-Face when its weights are present, else dlib's ResNet); an unknown name lists them")
-    parser.add_argument("--no-align", action="store_true", help="skip eye alignment (crop the detector box as is)")
+    parser.add_argument("--no-align", action="store_true",
+                        help="do not rotate faces to level the eyes: the same crop, only not rotated")
+    parser.add_argument("--crop", default=DEFAULT_CROP, choices=tuple(CROPS),
+                        help=f"which square is cut: {'; '.join(f'{name}: {what}' for name, what in CROPS.items())} "
+                             f"(default {DEFAULT_CROP})".replace("%", "%%"))  # argparse formats help with %
+    parser.add_argument("--face-choice", default=DEFAULT_FACE_CHOICE, metavar="RULE",
+                        help=f"which face of a photo with several is used ({' or '.join(RULES)}): 'central' is the "
+                             f"large, central, whole face the detector is surest of; default {DEFAULT_FACE_CHOICE}")
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +41,15 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     from core.api import pipeline
     from core.services import finetuned
 
+    check_face_choice(args.face_choice)  # before any model loads
     run = getattr(args, "run", None)
     if run is None:
-        return pipeline(args.detector, args.backbone, align=not args.no_align)
+        return pipeline(args.detector, args.backbone, align=not args.no_align, face_choice=args.face_choice,
+                        crop=args.crop)
     if args.backbone is not None:
         raise ValueError("--run and --backbone both choose the face model; give one of them.")
-    return finetuned.pipeline(args.detector, f"{finetuned.RUN_PREFIX}{run}", align=not args.no_align)
+    return finetuned.pipeline(args.detector, f"{finetuned.RUN_PREFIX}{run}", align=not args.no_align,
+                              face_choice=args.face_choice, crop=args.crop)
 
 
 def progress_printer(label: str):

@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "detector": pipeline.detector.name,
         "backbone": pipeline.backbone.name,
         "align": pipeline.align,
+        "crop": pipeline.crop,
+        "face_choice": pipeline.face_choice,
         "photos": photos,
         "with_face": sum(v["with_face"] for v in per_split.values()),
         "no_face": sum(v["no_face"] for v in per_split.values()),
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "no_face_photos": [p for s in splits.values() for p in s.no_face],
         "error_photos": {p: e for s in splits.values() for p, e in s.errors.items()},
     }
-    lines = [f"{pipeline.detector.name} + {pipeline.backbone.name} (align={pipeline.align}) on {args.dataset}"]
+    lines = [f"{pipeline.detector.name} + {pipeline.backbone.name} (align={pipeline.align}, crop={pipeline.crop}) on {args.dataset}"]
     lines += [f"  {name:<11} {v['photos']:>5} photos  {v['with_face']:>5} with a face  {v['no_face']:>4} none  "
               f"{v['many_faces']:>4} many  {v['errors']:>3} unreadable" for name, v in per_split.items()]
     share = 100 * result["with_face"] / photos if photos else 0.0

@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image2", help="second photo")
     add_pipeline_arguments(parser)
     add_run_argument(parser)
-    parser.add_argument("--face1", type=int, default=0, help="which face of image1 (0 = the largest, the default)")
-    parser.add_argument("--face2", type=int, default=0, help="which face of image2 (0 = the largest, the default)")
+    parser.add_argument("--face1", type=int, default=0, help="which face of image1 (0 = the one --face-choice picks, the default)")
+    parser.add_argument("--face2", type=int, default=0, help="which face of image2 (0 = the one --face-choice picks, the default)")
     parser.add_argument("--calibration", metavar="DATASET", default=None,
                         help="use the calibration made on this dataset (name or folder); default: the newest "
                              "calibration made with the same detector, alignment and backbone")
@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "backbone": pipeline.backbone.name,
         "run": args.run,
         "align": pipeline.align,
+        "crop": pipeline.crop,
+        "face_choice": pipeline.face_choice,
         "calibration": None if calibration is None else {
             "dataset": calibration.context.get("dataset"), "dataset_name": calibration.context.get("dataset_name"),
             "created": calibration.created, "auc": calibration.metrics[calibration.metric].auc,

@@ -259,7 +259,8 @@ def audit(dataset: Dataset, *, with_hashes: bool = True) -> Audit:
 
 
 def face_classes(counts: Sequence[int | None]) -> list[str]:
-    """Faces found per photo as the audit's classes: "0" cannot train, "many" uses one face, "unreadable"."""
+    """Faces found per photo as the audit's classes: "0" cannot train, "many" uses the face the face choice picks
+    (which may be someone else: worth a look), "unreadable"."""
     return ["unreadable" if c is None else "0" if c == 0 else "1" if c == 1 else "many" for c in counts]
 
 
@@ -270,6 +271,12 @@ def with_face_counts(result: Audit, counts: Sequence[int | None]) -> pd.DataFram
     frame = result.images.assign(**{FACES_COLUMN: face_classes(counts)})
     frame["photo"] = [result.dataset.relative(p) for p in frame["path"]]
     return frame
+
+
+def several_faces(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`with_face_counts` frame whose photo shows several faces: only one of them trains, and
+    when the subject is not the one chosen the run learns the wrong person."""
+    return frame[frame[FACES_COLUMN] == "many"]
 
 
 NOTE_SEVERITY = "info"  # a note: worth knowing (a missing test/ folder, a look-alike photo), nothing to fix

@@ -6,6 +6,10 @@ face box (its centre carried through the same rotation) is then cut out as a squ
 a margin and resized to the backbone's input size. The rotation, the crop and any
 padding (black, where the square runs past the image) are one affine warp of just the
 square, so a 12-megapixel photo is never rotated whole unless the steps are kept for display.
+
+Rotation and framing are two separate settings. ``rotate=False`` ("align off") keeps the
+backbone's own crop and only leaves out the rotation; the crop setting (:data:`CROPS`) says
+which square is cut: the backbone's own (``"chip"``) or the plain detector box (``"box"``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,32 @@ MAX_EYE_ANGLE = 45.0
 MIN_EYE_DISTANCE = 1.0
 # cv2.warpAffine refuses outputs above 32767 px a side; bigger squares are cut at reduced scale.
 MAX_CROP_SIDE = 16384
+
+# The framings a pipeline can cut faces with (its ``crop`` setting), and what each one is.
+CROPS = {
+    "chip": "the backbone's own crop (dlib: its 5-point chip; other backbones: the detector box squared with their "
+            "margin)",
+    "box": "the detector box squared with the backbone's margin (20 %), whatever the backbone",
+}
+DEFAULT_CROP = "chip"
+# Why a face is not rotated when rotation is switched off: the crop is the one a rotated face gets.
+ROTATION_OFF = "rotation off: same crop, not rotated"
+
+
+def check_crop(crop: str) -> str:
+    """``crop`` when it names one of :data:`CROPS`; a ValueError that lists them otherwise."""
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop '{crop}'; choose one of: {', '.join(CROPS)}")
+    return crop
+
+
+def legacy_crop(align: bool) -> str:
+    """The crop a run or calibration saved without a crop setting was made with.
+
+    Until "align off" was made to mean "same crop, not rotated", switching alignment off also
+    switched dlib's chip for the box crop: such records are reproduced with the box.
+    """
+    return DEFAULT_CROP if align else "box"
 
 
 @dataclass
@@ -65,7 +95,7 @@ def transform_point(matrix: np.ndarray, point: Point) -> Point:
 def _rotation(eyes: tuple[Point, Point] | None, rotate: bool) -> tuple[np.ndarray | None, str]:
     """The rotation to apply, or None and the reason the face stays unrotated."""
     if not rotate:
-        return None, "rotation is switched off"
+        return None, ROTATION_OFF
     if eyes is None:
         return None, "the detector gave no eye positions"
     left, right = eyes
@@ -85,7 +115,8 @@ def align_face(image: np.ndarray, face: Face, size: int, margin: float = 0.2, ro
     """Rotate the image about the eye midpoint so the eyes are level, crop the box with ``margin``, resize.
 
     ``margin`` is a fraction of the box's longer side added on every side of the square. Without
-    usable eyes, or with ``rotate=False``, the same square is cut unrotated and ``aligned`` is False.
+    usable eyes, or with ``rotate=False``, the same square (same centre, same side) is cut
+    unrotated and ``aligned`` is False.
     """
     import cv2
 

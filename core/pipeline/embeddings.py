@@ -1,9 +1,9 @@
 """Stage 3 driver — from photos to face embeddings, batched and cached.
 
-``Pipeline`` ties a detector, the alignment switch and a backbone together;
+``Pipeline`` ties a detector, the alignment settings (rotation, crop) and a backbone together;
 ``Pipeline.embed`` turns photos into per-photo results (every face, its box and its
 embedding). Results are cached on disk keyed by the photo's content hash and
-everything that changes the numbers (detector and its settings, alignment,
+everything that changes the numbers (detector and its settings, rotation and crop,
 backbone and its weights checksum), so a second pass over a dataset computes
 nothing. Each cache entry is one file written atomically (temp file + rename),
 which makes concurrent writers from threads or processes safe without locks: the
@@ -31,9 +31,10 @@ from core.config import UNWRITABLE, cache_dir, limits
 from core.data.layout import scan
 from core.files import write_bytes_atomic
 from core.images import ImageError, content_hash, load_image, read_file
-from core.pipeline.alignment import AlignedFace
+from core.pipeline.alignment import DEFAULT_CROP, AlignedFace, check_crop
 from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection.base import Detector, Face
+from core.pipeline.face_choice import DEFAULT_FACE_CHOICE, check_face_choice, order_faces
 
 Progress = Callable[[int, int], None]
 Source = Path | str | bytes | tuple[str, bytes]  # a path, raw bytes, or (display name, bytes)
@@ -160,10 +161,25 @@ def _read(source: Source) -> tuple[str, bytes]:
     return str(source), read_file(source)
 
 
-def pipeline_key(detector_key: str, align: bool, backbone_key: str) -> str:
-    """Identity of a pipeline: its detector and backbone with all their settings, the alignment switch, and the
-    pixel limit (a JPEG above it is decoded at reduced scale, so the limit changes its boxes)."""
-    return f"{detector_key}|align={align}|{backbone_key}|pixels={limits().max_image_pixels}"
+def pipeline_key(detector_key: str, align: bool, backbone_key: str, face_choice: str = DEFAULT_FACE_CHOICE,
+                 crop: str = DEFAULT_CROP) -> str:
+    """Identity of a pipeline: its detector and backbone with all their settings, the alignment switch, the
+    pixel limit (a JPEG above it is decoded at reduced scale, so the limit changes its boxes) and the face choice
+    (it decides which face comes first). "largest" adds nothing: entries cached before the rule existed used it."""
+    choice = "" if face_choice == "largest" else f"|faces={face_choice}"
+    return f"{detector_key}|{_alignment_key(align, crop)}|{backbone_key}|pixels={limits().max_image_pixels}{choice}"
+
+
+def _alignment_key(align: bool, crop: str) -> str:
+    """The rotation and crop part of a pipeline's key.
+
+    "align=True" (the backbone's crop, rotated) means what it always meant and stays, so those
+    cache entries stay valid. "align=False" once meant the box crop and is never written again:
+    its entries are never reused for "same crop, not rotated".
+    """
+    if align and crop == DEFAULT_CROP:
+        return "align=True"
+    return f"rotate={align}|crop={crop}"
 
 
 def photo_cache_key(photo_hash: str, pipeline: str) -> str:
@@ -173,23 +189,34 @@ def photo_cache_key(photo_hash: str, pipeline: str) -> str:
 
 @dataclass
 class Pipeline:
-    """detect → align → represent, with the settings that identify its results."""
+    """detect → align → represent, with the settings that identify its results.
+
+    ``face_choice`` (a rule of :mod:`core.pipeline.face_choice`) orders each photo's faces: face 0 is the one a
+    photo trains, is named by and is verified with.
+    """
 
     detector: Detector
     backbone: Backbone
     align: bool = True
     batch_size: int = 32
+    face_choice: str = DEFAULT_FACE_CHOICE
+    crop: str = DEFAULT_CROP  # which square is cut (core.pipeline.alignment.CROPS); ``align`` only rotates it
+
+    def __post_init__(self) -> None:
+        check_face_choice(self.face_choice)
+        check_crop(self.crop)
 
     @property
     def key(self) -> str:
         """See :func:`pipeline_key`."""
-        return pipeline_key(self.detector.cache_key(), self.align, self.backbone.cache_key())
+        return pipeline_key(self.detector.cache_key(), self.align, self.backbone.cache_key(), self.face_choice,
+                            self.crop)
 
     def cache_key(self, photo_hash: str) -> str:
         return photo_cache_key(photo_hash, self.key)
 
     def faces(self, image: np.ndarray, keep_steps: bool = False) -> list[tuple[Face, AlignedFace]]:
-        """Detect and align the faces of one decoded image, largest first, at most ``limits().max_faces``."""
+        """Detect and align the faces of one decoded image, the chosen face first, at most ``limits().max_faces``."""
         return self.faces_many([image], keep_steps)[0]
 
     def faces_many(self, images: Sequence[np.ndarray], keep_steps: bool = False) -> list[list[tuple[Face, AlignedFace]]]:
@@ -200,12 +227,13 @@ class Pipeline:
                     keep_steps: bool = False) -> list[tuple[list[tuple[Face, AlignedFace]], int]]:
         """:meth:`faces_many`, each with how many faces the detector found.
 
-        Only the ``limits().max_faces`` largest faces are aligned and embedded: a tiled photo of 49 faces
-        took 23 s, and nothing on a page reads 49 faces of one photo.
+        Only the ``limits().max_faces`` largest faces are aligned and embedded (a tiled photo of 49 faces
+        took 23 s, and nothing on a page reads 49 faces of one photo); those are then ordered by ``face_choice``.
         """
         cap = limits().max_faces
-        return [([(face, self.backbone.align(image, face, rotate=self.align, keep_steps=keep_steps))
-                  for face in found[:cap]], len(found))
+        cut = self.backbone.align if self.crop == DEFAULT_CROP else self.backbone.box_crop
+        return [([(face, cut(image, face, rotate=self.align, keep_steps=keep_steps))
+                  for face in order_faces(found[:cap], image.shape[1], image.shape[0], self.face_choice)], len(found))
                 for image, found in zip(images, self.detector.detect_many(images))]
 
     def embed(self, sources: Sequence[Source], progress: Progress | None = None,
@@ -263,15 +291,19 @@ class Pipeline:
 
 def _capped(hit: ImageResult | None) -> ImageResult | None:
     """A cached result under the current face cap: cut down to it, or None (recompute) when it was stored
-    under a lower cap and lacks faces the current one lets through."""
+    under a lower cap and lacks faces the current one lets through.
+
+    Cutting keeps the ``cap`` largest faces in their stored (face-choice) order, as a fresh pass would.
+    """
     if hit is None:
         return None
     cap = limits().max_faces
     if len(hit.faces) < min(cap, hit.found):
         return None
     if len(hit.faces) > cap:
-        hit.faces, hit.embeddings = hit.faces[:cap], hit.embeddings[:cap]
-        hit.aligned, hit.angles = hit.aligned[:cap], hit.angles[:cap]
+        keep = sorted(sorted(range(len(hit.faces)), key=lambda i: -hit.faces[i].area)[:cap])
+        hit.faces, hit.embeddings = [hit.faces[i] for i in keep], hit.embeddings[keep]
+        hit.aligned, hit.angles = [hit.aligned[i] for i in keep], [hit.angles[i] for i in keep]
     return hit
 
 
@@ -288,7 +320,7 @@ class Throughput:
 
 @dataclass
 class SplitEmbeddings:
-    """One embedding per usable photo of a split (its largest face), and every photo that was not usable."""
+    """One embedding per usable photo of a split (its chosen face), and every photo that was not usable."""
 
     embeddings: np.ndarray
     labels: list[str | None]
@@ -306,7 +338,7 @@ class SplitEmbeddings:
 def embed_dataset(root: Path | str, pipeline: Pipeline, splits: Sequence[str] | None = None,
                   progress: Progress | None = None, cache: EmbeddingCache | None = None,
                   should_stop: Callable[[], bool] | None = None) -> dict[str, SplitEmbeddings]:
-    """Embed the largest face of every photo in the dataset's splits, listing photos with no or many faces.
+    """Embed the chosen face (face 0) of every photo in the dataset's splits, listing photos with no or many faces.
 
     A photo without a face is skipped and listed — never silently dropped. ``should_stop``: see
     :meth:`Pipeline.embed` (raises :class:`Stopped`).

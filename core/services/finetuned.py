@@ -26,11 +26,12 @@ from core.compare.calibration import calibrate
 from core.compare.distances import METRICS
 from core.compare.verification import NEUTRAL_THRESHOLDS
 from core.config import runs_dir
-from core.pipeline.alignment import AlignedFace
+from core.pipeline.alignment import DEFAULT_CROP, AlignedFace
 from core.pipeline.backbones import BACKBONES, Backbone
 from core.pipeline.detection import DETECTORS
 from core.pipeline.detection.base import Face
 from core.pipeline.embeddings import Pipeline
+from core.pipeline.face_choice import DEFAULT_FACE_CHOICE
 from core.pipeline.weights import sha256_of
 from core.runs import LoadedRun, list_runs, load_run, run_config
 from core.training.heads.base import KERAS_FILE
@@ -171,10 +172,11 @@ def backbone_for(name: str) -> Backbone:
     return finetuned_backbone(name.removeprefix(RUN_PREFIX)) if name.startswith(RUN_PREFIX) else BACKBONES.get(name)
 
 
-def pipeline(detector: str, backbone: str, align: bool = True) -> Pipeline:
+def pipeline(detector: str, backbone: str, align: bool = True, face_choice: str = DEFAULT_FACE_CHOICE,
+             crop: str = DEFAULT_CROP) -> Pipeline:
     """detect → align → represent, where ``backbone`` may name a fine-tuned run (see :func:`backbone_for`)."""
     chosen = backbone_for(backbone)  # first: an unusable run is refused before the detector loads
-    return Pipeline(DETECTORS.get(detector), chosen, align=align)
+    return Pipeline(DETECTORS.get(detector), chosen, align=align, face_choice=face_choice, crop=crop)
 
 
 @dataclass(frozen=True)

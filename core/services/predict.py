@@ -26,6 +26,7 @@ from core.data.layout import Dataset, fingerprint, may_open, scan
 from core.data.names import person_key
 from core.drawing import KNOWN, UNKNOWN, Label, draw_labels
 from core.images import downscale, encode_jpeg, is_image_name, load_image
+from core.pipeline.alignment import legacy_crop
 from core.pipeline.backbones import BACKBONES
 from core.pipeline.detection import DETECTORS
 from core.pipeline.embeddings import Pipeline, Progress, Source, faces_note
@@ -102,7 +103,7 @@ class PhotoPrediction:
 
     @property
     def predicted(self) -> str | None:
-        """The photo's answer: the label of its largest face (faces are sorted largest first)."""
+        """The photo's answer: the label of its chosen face (face 0 in the run's face-choice order)."""
         return self.faces[0].label if self.faces else None
 
     @property
@@ -112,7 +113,7 @@ class PhotoPrediction:
 
     @property
     def correct(self) -> bool | None:
-        """Whether the largest face got the right answer: its person (same :func:`person_key`), or unknown for a
+        """Whether the chosen face got the right answer: its person (same :func:`person_key`), or unknown for a
         stranger. None for unlabelled photos and for those without a face or unusable: the detector, not the
         run, passed over them, so they are counted apart (as ``train`` does for its test accuracy)."""
         if self.truth is None or not self.faces:
@@ -134,7 +135,7 @@ class PhotoPrediction:
 
     @property
     def confidence(self) -> float | None:
-        """How sure the answer (the largest face) is; None without a face."""
+        """How sure the answer (the chosen face) is; None without a face."""
         return self.faces[0].confidence if self.faces else None
 
     @property
@@ -216,7 +217,8 @@ class Predictor:
         return photos
 
     def annotate(self, image: np.ndarray, photo: PhotoPrediction, max_side: int | None = None) -> np.ndarray:
-        """The photo with each face boxed and named (unknown faces in red).
+        """The photo with each face boxed and named (unknown faces in red); among several faces, the one that
+        answers for the photo (face 0, the run's face choice) is tagged "answer:".
 
         With ``max_side`` the photo is shrunk first and the boxes with it, so gallery thumbnails
         get labels sized for the thumbnail rather than shrunk to illegibility.
@@ -224,10 +226,11 @@ class Predictor:
         factor = 1.0
         if max_side is not None:
             image, factor = downscale(image, max_side)
+        several = len(photo.faces) > 1
         return draw_labels(image, [
             Label(tuple(round(v * factor) for v in f.box),  # type: ignore[arg-type]
-                  f"{f.label} {f.confidence:.0%}" if not f.unknown else UNKNOWN_LABEL,
-                  UNKNOWN if f.unknown else KNOWN) for f in photo.faces
+                  ("answer: " if several and i == 0 else "") + (f"{f.label} {f.confidence:.0%}" if not f.unknown else UNKNOWN_LABEL),
+                  UNKNOWN if f.unknown else KNOWN) for i, f in enumerate(photo.faces)
         ])
 
 
@@ -281,7 +284,7 @@ CSV_COLUMNS = ("photo", "face", "box", "label", "text", "confidence", "top3", "d
 def predictions_csv(photos: Sequence[PhotoPrediction]) -> str:
     """Every prediction as CSV: one row per face, and one row for each photo without a face or unusable.
 
-    ``correct`` is judged on the photo's largest face (face 0) only, like :func:`accuracy`.
+    ``correct`` is judged on the photo's chosen face (face 0) only, like :func:`accuracy`.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -314,7 +317,7 @@ def annotated_zip(predictor: Predictor, sources: Sequence[Source], photos: Seque
 
 
 def accuracy(photos: Sequence[PhotoPrediction]) -> float | None:
-    """Identification accuracy: the share of photos with a face of the run's own people whose largest face was
+    """Identification accuracy: the share of photos with a face of the run's own people whose chosen face was
     named right; None when there is none. Strangers are scored apart (:class:`Summary`'s rejection rate), photos
     without a face are counted apart (:attr:`Summary.no_face`)."""
     judged = [p.correct for p in photos if p.correct is not None and not p.stranger]
@@ -322,7 +325,7 @@ def accuracy(photos: Sequence[PhotoPrediction]) -> float | None:
 
 
 def predictor_for_run(run_id: str, rule: UnknownRule | None = None) -> Predictor:
-    """Load a saved run with the same detector, alignment and backbone it was trained with."""
+    """Load a saved run with the same detector, alignment, face choice and backbone it was trained with."""
 
     run = load_run(run_id)
     config = run.config
@@ -331,7 +334,9 @@ def predictor_for_run(run_id: str, rule: UnknownRule | None = None) -> Predictor
         raise ValueError(f"run {run_id} was trained with {config.backbone} weights {config.weights_id}, but this "
                          f"machine has {backbone.weights_id}; its predictions would be meaningless.")
     detector = DETECTORS.get(config.detector, **config.extra.get("detector_settings", {}))
-    pipeline = Pipeline(detector, backbone, align=config.align)
+    # a run from before the face choice existed was trained on each photo's largest face
+    pipeline = Pipeline(detector, backbone, align=config.align, face_choice=config.extra.get("face_choice", "largest"),
+                        crop=config.extra.get("crop", legacy_crop(config.align)))
     return Predictor(run, pipeline, rule)
 
 

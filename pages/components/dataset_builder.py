@@ -13,7 +13,9 @@ import streamlit as st
 
 from core.data import builder
 from core.data.names import safe_name
-from pages.common import flash, gallery, plain, user_errors
+from core.pipeline.detection import DEFAULT_DETECTOR, count_faces
+from core.pipeline.face_choice import several_faces_note
+from pages.common import detector, flash, gallery, plain, user_errors
 
 NEXT_RUN = "ds_builder_next_run"  # widget key → the value it shows from the next run on
 
@@ -35,16 +37,31 @@ def _apply_after_rerun() -> None:
         st.session_state[key] = value
 
 
+def flag_several_faces(person: str, files: list[tuple[str, bytes]]) -> None:
+    """Warn (after the rerun) about added photos that show several faces: only one trains, maybe not ``person``."""
+    counts = count_faces([data for _, data in files], detector(DEFAULT_DETECTOR))
+    names = [name for (name, _), count in zip(files, counts) if count is not None and count > 1]
+    if names:
+        flash("warning", f"{several_faces_note(len(names))} Check that it is {person}: {', '.join(names)}.")
+
+
 def add_photos_section(dataset: str, person: str) -> None:
     round_ = st.session_state.get("ds_upload_round", 0)
     uploads = st.file_uploader("Photos", type=None, accept_multiple_files=True, key=f"ds_photos_{round_}")
+    check = st.toggle("Check added photos for several faces", value=True, key="ds_check_faces",
+                      help="Runs the face detector on each added photo: a photo with a second person in it may "
+                           "train on the wrong one.")
     if st.button(f"Add {len(uploads or [])} photo(s) to {plain(person)}", disabled=not uploads, key="ds_add_photos"):
         with user_errors("Photos not added"):  # a read-only or full home: the photos added before it stay
-            report = builder.add_photos(dataset, person, [(f.name, f.getvalue()) for f in uploads])
+            files = [(f.name, f.getvalue()) for f in uploads]
+            report = builder.add_photos(dataset, person, files)
             if report.added:
                 flash("success", f"Added {len(report.added)} photo(s) to {person}.")
             for filename, message in report.rejected:
                 flash("error", f"Not added — {message}")
+            if check and report.added:
+                refused = {filename for filename, _ in report.rejected}
+                flag_several_faces(person, [(name, data) for name, data in files if name not in refused])
             _bump("ds_upload_round")
             st.rerun()
     shot = st.camera_input("Or take a webcam shot", key=f"ds_camera_{round_}")

@@ -46,6 +46,7 @@ STAGES: tuple[tuple[int, int, int], ...] = ((4, 32, 3), (3, 64, 4), (2, 128, 3),
 STEM_FILTERS = 32
 DESCRIPTOR_SIZE = 128
 INPUT_SIZE = 150
+DLIB_MEAN_RGB = (122.782, 117.001, 104.298)  # input_rgb_image_sized's defaults: the input layer takes (RGB − this) / 256
 
 
 def model_path() -> Path:

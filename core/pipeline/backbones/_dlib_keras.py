@@ -38,6 +38,7 @@ from core.pipeline.backbones import _dlib_dat
 from core.pipeline.backbones._dlib_dat import (
     BLOCKS,
     DESCRIPTOR_SIZE,
+    DLIB_MEAN_RGB,
     INPUT_SIZE,
     STAGES,
     STEM_FILTERS,
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "facelab dlib-resnet keras weights 1"  # stored in each converted file; a different one is converted again
 CACHE_PREFIX = "dlib_resnet_keras-"
-DLIB_MEAN_RGB = (122.782, 117.001, 104.298)  # input_rgb_image_sized's defaults; the file's own values are used
 Progress = Callable[[float], None]
 
 

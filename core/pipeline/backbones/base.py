@@ -32,6 +32,12 @@ class Backbone(ABC):
     default_thresholds: Mapping[str, float] = MappingProxyType({})  # per metric; neutral ones fill the gaps
     seconds_per_photo: float = 0.3  # rough CPU cost of one face's embedding, for the Train page's first estimate
     preference: int = 10  # the default backbone is the usable one with the lowest preference
+    # The Verify page's barcodes: (value limit, difference limit) measured on real photos, so every photo is drawn on
+    # one fixed scale; None: vectors drawn divided by their length on a generic scale (core.compare.barcode).
+    barcode_limits: tuple[float, float] | None = None
+    # What ``preprocess`` hands the network, for the Verify page's step 4: its channels in order, and in words.
+    input_channels: tuple[str, ...] = ("R", "G", "B")
+    input_description: str = "RGB pixels 0–255"
     # Fine-tuning (read from the class, without building the model): the CPU pace for the Train page's estimate,
     # the names of the network's layers with weights grouped bottom → top (fine-tuning always trains the top
     # group and ``TrainConfig.finetune_blocks`` groups below it), the dropout before the new identity layer and
@@ -53,11 +59,23 @@ class Backbone(ABC):
         return f"{self.name}:{self.weights_id}"
 
     def align(self, image: np.ndarray, face: Face, rotate: bool = True, keep_steps: bool = False) -> AlignedFace:
-        """Crop the face at this backbone's input size, eyes levelled when ``rotate``."""
+        """This backbone's own crop at its input size, eyes levelled when ``rotate``.
+
+        With ``rotate=False`` the crop is the same square (same centre, same size), only not
+        rotated, so switching rotation off measures rotation alone. Here that square is the
+        detector box with ``margin``; backbones with their own framing override this.
+        """
+        return self.box_crop(image, face, rotate=rotate, keep_steps=keep_steps)
+
+    def box_crop(self, image: np.ndarray, face: Face, rotate: bool = False, keep_steps: bool = False) -> AlignedFace:
+        """The detector box squared with ``margin`` at this backbone's input size (the crop setting "box").
+
+        Not an override point: it is the same framing for every backbone, whatever its own crop is.
+        """
         return align_face(image, face, size=self.input_size, margin=self.margin, rotate=rotate, keep_steps=keep_steps)
 
     def preprocess(self, crops: np.ndarray) -> np.ndarray:
-        """Network input for uint8 RGB crops (N, S, S, 3); shown on the Verify page."""
+        """Network input for uint8 RGB crops (N, S, S, 3), as ``input_description`` says; shown on the Verify page."""
         return crops.astype(np.float32)
 
     @abstractmethod

@@ -18,11 +18,12 @@ DEFAULT_DETECTOR = "mtcnn"
 __all__ = ["DEFAULT_DETECTOR", "DETECTORS", "Detector", "Face", "count_faces"]
 
 
-def count_faces(paths: Sequence[Path | str], detector: Detector,
+def count_faces(paths: Sequence[Path | str | bytes], detector: Detector,
                 progress: Callable[[int, int], None] | None = None) -> list[int | None]:
     """How many faces the detector finds in each photo; None for a photo that cannot be read.
 
-    The dataset audit's "faces per photo" (0 / 1 / many) — photos with none cannot train.
+    The dataset audit's "faces per photo" (0 / 1 / many) — photos with none cannot train — and the Builder's check of
+    added photos (as bytes).
     """
 
     counts: list[int | None] = []
