@@ -26,6 +26,7 @@ from core.data.paging import page, page_count
 from core.files import storage_problem
 from core.pipeline.backbones import BACKBONES
 from core.pipeline.detection import DETECTORS
+from pages.components.layout import wrapping_columns
 
 NAVIGATED = "_facelab_navigated"  # session_state flag set by app.py once it has built the navigation
 FLASH = "_facelab_flash"  # messages queued for the next run of the page that queued them
@@ -164,13 +165,14 @@ def progress_callback(bar: Any, label: str) -> Callable[[int, int], None]:
 
 
 def gallery(paths: list[Path], key: str, under: Callable[[Path], None] | None = None, per_page: int = 24,
-            columns: int = 6, side: int = 160) -> None:
-    """A paged thumbnail grid; ``under`` draws extra widgets (e.g. a Remove button) below each photo."""
+            side: int = 160) -> None:
+    """A paged thumbnail grid, as many photos a row as the page has room for (file names stay readable at
+    800 px); ``under`` draws extra widgets (e.g. a Remove button) below each photo."""
     pages = page_count(len(paths), per_page)
     number = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=key)) if pages > 1 else 1
-    cells = st.columns(columns)
-    for i, path in enumerate(page(paths, number, per_page)):
-        with cells[i % columns]:
+    shown = page(paths, number, per_page)
+    for cell, path in zip(wrapping_columns(len(shown), side), shown):
+        with cell:
             try:
                 st.image(thumbnail(path, side), caption=plain(path.name))
             except ValueError as exc:

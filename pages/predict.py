@@ -34,10 +34,12 @@ from core.services.predict import (
     uploaded_photos,
 )
 from pages.common import dataset_picker, ensure_app_navigation, plain, progress_callback, user_errors
+from pages.components.layout import metric_row, wrapping_columns
 from pages.components.predict_views import show_detail, show_gallery
 
 ensure_app_navigation()
 
+RULE_WIDTH = 340  # px: the checkbox's label whole; the two halves of the rule stack at 800 px
 SOURCES = ("Test split of the run's dataset", "Test split of another dataset", "Upload photos", "Webcam")
 
 
@@ -105,7 +107,7 @@ def predicted_batch(run_id: str, predictor: Predictor, request: PhotoSet) -> Bat
 def pick_rule(run_id: str, predictor: Predictor) -> UnknownRule:
     """Sliders for the unknown-face rule, starting at the run's calibrated values (keys per run)."""
     base = predictor.rule
-    left, right = st.columns(2)
+    left, right = wrapping_columns(2, RULE_WIDTH)
     min_confidence = left.slider(
         "Minimum confidence", 0.0, 1.0, float(base.min_confidence), 0.01, key=f"pr_min_conf_{run_id}",
         help="A face whose best probability is below this is called unknown.")
@@ -136,8 +138,7 @@ def show_summary(photos: list[PhotoPrediction], known: list[str]) -> None:
                             ("Rejection rate", f"{summary.rejection_rate:.1%}"),
                             ("False-accept rate", f"{summary.false_accept_rate:.1%}")])
     for row in metric_rows:
-        for column, (label, value) in zip(st.columns(len(row)), row):
-            column.metric(label, value)
+        metric_row(row)
     if summary.judged or summary.stranger_photos:
         st.caption(f"Accuracy of {summary.judged} photo(s) with a face of the run's people; "
                    f"{summary.no_face} without a face (not judged; Show: No face found).")
