@@ -23,6 +23,8 @@ from core.services import gallery as gallery_service
 from core.services import verify as service
 from pages.common import choose, dataset_picker, ensure_app_navigation, plain, progress_callback, user_errors
 from pages.components import verify_views as views
+from pages.components.alignment import align_toggle
+from pages.components.face_choice import face_choice_select
 
 ensure_app_navigation()
 
@@ -40,15 +42,15 @@ def pipeline_from_sidebar() -> tuple[Pipeline | None, Path | None]:
         detector_name = choose("detector", DETECTORS, DEFAULT_DETECTOR, "vf_detector")
         runs = [(run.name, run.label, run.description) for run in finetuned.run_choices()]  # after the backbones
         backbone_name = choose("backbone", BACKBONES, default_backbone(), "vf_backbone", runs)
-        align = st.toggle("Align faces (level the eyes)", value=True, key="vf_align",
-                          help="Switch off to see how much the distance depends on alignment.")
+        align = align_toggle("vf_align")
+        face_choice = face_choice_select("vf_face_choice")
         st.header("Reference dataset")
         root = dataset_picker("Dataset for calibration, search and photos", key="vf_dataset")
     if detector_name is None or backbone_name is None:
         return None, root
     with user_errors("Could not load the models"):
         with st.spinner("Loading the face models…"):  # shown only while the first session loads them
-            pipeline = finetuned.pipeline(detector_name, backbone_name, align)
+            pipeline = finetuned.pipeline(detector_name, backbone_name, align, face_choice)
         st.sidebar.caption(f"Weights loaded: {pipeline.backbone.name} ({pipeline.backbone.weights_id}), "
                            f"{pipeline.backbone.embedding_dim}-number embeddings.")
         return pipeline, root
@@ -98,26 +100,28 @@ def photo_input(n: int, root: Path | None) -> tuple[str, bytes] | None:
     return photo_from_dataset(root, n)
 
 
-def pick_face(n: int, pipeline: Pipeline, root: Path | None) -> tuple[str, service.FaceView] | None:
-    """One column of the page: source, photo, faces; returns (the photo's content hash, the chosen face)."""
+def pick_face(n: int, pipeline: Pipeline, root: Path | None) -> tuple[bool, tuple[str, service.FaceView] | None]:
+    """One column of the page: source, photo, faces; returns (whether a photo was given, then (the photo's content
+    hash, the chosen face) or None when it has no usable face)."""
     photo = photo_input(n, root)
     if photo is None:
-        return None
+        return False, None
     name, data = photo
     digest = content_hash(data)
     analysis, problem = analyse(digest, name, pipeline.key, pipeline, data)
     if isinstance(problem, service.NoFaceError):
         st.warning(plain(problem))
-        return None
+        return True, None
     if problem is not None or analysis is None:
         st.error(plain(f"Photo {n} cannot be used: {problem}"))
-        return None
+        return True, None
     index = 0
     if len(analysis.faces) > 1:
-        st.image(analysis.overview, caption=f"{analysis.note or f'{len(analysis.faces)} faces found'}, numbered by size")
+        st.image(analysis.overview, caption=f"{analysis.note or f'{len(analysis.faces)} faces found'}; face 1 (green) "
+                                            f"is the one the '{pipeline.face_choice}' face choice uses")
         index = st.selectbox("Which face?", range(len(analysis.faces)), key=f"vf_face{n}",
-                             format_func=lambda i: f"face {i + 1}")
-    return digest, analysis.faces[index]
+                             format_func=lambda i: "face 1 (used)" if i == 0 else f"face {i + 1}")
+    return True, (digest, analysis.faces[index])
 
 
 # --- dataset: gallery and calibration ----------------------------------------------------------------------
@@ -184,9 +188,11 @@ if root is not None:
                              "until the dataset's labels are fixed and it is calibrated again."))
 
 picked: list[tuple[str, service.FaceView]] = []  # (photo content hash, chosen face)
+given = 0  # photos given, usable or not: after a refused photo, "add the second photo" would be wrong
 for n, column in enumerate(st.columns(2), 1):
     with column, user_errors(f"Photo {n}"):
-        face = pick_face(n, pipeline, root)
+        has_photo, face = pick_face(n, pipeline, root)
+        given += has_photo
         if face is not None:
             picked.append(face)
 chosen = [(f"Photo {n}", view) for n, (_, view) in enumerate(picked, 1)]
@@ -200,9 +206,9 @@ if len(chosen) == 2:
                            service.default_thresholds_note(pipeline))
         st.subheader("The pipeline, step by step")
         for n, (_, view) in enumerate(chosen, 1):
-            views.show_steps(n, view)
-        views.show_barcodes(first.embedding, second.embedding)
-elif chosen:
+            views.show_steps(n, view, pipeline.backbone)
+        views.show_barcodes(pipeline.backbone, first.embedding, second.embedding)
+elif chosen and given < 2:
     st.info("Add the second photo to compare.")
 
 show_calibration(pipeline, root, calibration)

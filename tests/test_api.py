@@ -47,7 +47,8 @@ def test_detect_embed_verify_on_real_photos(two_people: tuple[list, list]) -> No
 def test_calibrate_train_predict_on_a_small_dataset() -> None:
     root = shared_dataset("deepface_unit_identities")
     calibration = core.calibrate(root, detector="dlib-hog", backbone="dlib-resnet")
-    assert calibration.metric == "euclidean" and 0.5 < calibration.auc["euclidean"] <= 1.0
+    assert calibration.metric_chosen_by == "eer" and 0.5 < calibration.auc[calibration.metric] <= 1.0
+    assert calibration.eer[calibration.metric] == min(calibration.eer[m] for m in ("cosine", "euclidean"))
     run = core.train(root, detector="dlib-hog", backbone="dlib-resnet", head="centroid", name="facade run")
     assert run.name == "facade run" and run.people >= 2
     photos = sorted((root / "test").rglob("*.jpg"))[:3]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.compare.barcode import DEFAULT_ROWS, barcode_matrix, difference_barcode, shared_scale
+from core.compare.barcode import DEFAULT_ROWS, barcode_matrix, difference_barcode
 
 
 def test_barcode_repeats_the_embedding_in_every_row():
@@ -30,23 +30,8 @@ def test_difference_barcode_is_the_absolute_difference():
         (lambda: barcode_matrix(np.ones((2, 3))), "1-D"),
         (lambda: barcode_matrix([1.0, np.inf]), "NaN or infinite"),
         (lambda: difference_barcode([1.0, 2.0], [1.0]), "different lengths"),
-        (lambda: shared_scale(), "at least one"),
     ],
 )
 def test_bad_input_is_rejected_with_a_message(call, message):
     with pytest.raises(ValueError, match=message):
         call()
-
-
-def test_shared_scale_covers_all_embeddings():
-    assert shared_scale([0.1, 0.5], [0.2, 0.9]) == (0.1, 0.9)  # one sign: plain min/max
-    assert shared_scale([-0.2, 0.5], [0.1, 0.3]) == (-0.5, 0.5)  # both signs: centred on zero
-    assert shared_scale([0.1, 0.5], symmetric=True) == (-0.5, 0.5)
-    assert shared_scale([-3.0, 1.0], symmetric=False) == (-3.0, 1.0)
-
-
-def test_shared_scale_never_collapses_to_a_point():
-    low, high = shared_scale([2.0, 2.0])
-    assert low < 2.0 < high
-    low, high = shared_scale(np.zeros(4), np.zeros(4))
-    assert low < 0.0 < high

@@ -25,9 +25,9 @@ from core.services.calibrate import MIN_AUC, calibration_context, choose_calibra
 from core.services.gallery import dataset_fingerprint
 from tests.conftest import ROOT, identity_clusters, image_bytes, noise_image
 
-PIPELINE = SimpleNamespace(detector=SimpleNamespace(cache_key=lambda: "detector-key"), align=True,
+PIPELINE = SimpleNamespace(detector=SimpleNamespace(cache_key=lambda: "detector-key"), align=True, crop="chip",
                            backbone=SimpleNamespace(cache_key=lambda: "backbone-key", decision_metric="euclidean"))
-OTHER_PIPELINE = SimpleNamespace(detector=PIPELINE.detector, align=False, backbone=PIPELINE.backbone)
+OTHER_PIPELINE = SimpleNamespace(detector=PIPELINE.detector, align=False, crop="chip", backbone=PIPELINE.backbone)
 
 
 def folder(root: Path, seed: int = 0) -> Path:

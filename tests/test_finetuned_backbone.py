@@ -78,7 +78,8 @@ def test_its_cache_key_keeps_embeddings_and_calibrations_apart(finetuned_dlib_ru
     gallery = build_gallery(tuned, finetuned_dlib_run.root)
     assert gallery.embeddings.shape == (22, 128) and gallery.pipeline_key == tuned.key
     calibration = calibrate_gallery(tuned, gallery)
-    assert calibration.metric == "cosine" and calibration.context["backbone"] == backbone.cache_key()
+    assert calibration.context["backbone"] == backbone.cache_key()
+    assert calibration.eer[calibration.metric] == min(calibration.eer[m] for m in ("cosine", "euclidean"))
     assert find_calibration(tuned, finetuned_dlib_run.root).created == calibration.created
     assert find_calibration(pretrained) is None, "the pretrained backbone's verdicts never use it"
 
@@ -163,7 +164,7 @@ def test_cli_verify_and_calibrate_with_a_run_work_in_its_space(finetuned_dlib_ru
                    home=facelab_home)
     assert done.returncode == 0, done.stderr[-2000:]
     calibrated = json.loads(done.stdout)
-    assert calibrated["context"]["backbone"] == tuned.backbone.cache_key() and calibrated["metric"] == "cosine"
+    assert calibrated["context"]["backbone"] == tuned.backbone.cache_key() and calibrated["metric_chosen_by"] == "eer"
 
 
 def test_cli_verify_refuses_a_head_run_an_unknown_run_and_two_models_in_one_line(facelab_home: Path,

@@ -59,7 +59,8 @@ def test_two_uploads_give_a_verdict_and_three_barcodes() -> None:
     titles = [s["layout"]["title"]["text"] for s in barcodes]
     assert titles == ["Photo 1", "Photo 2", "|photo 1 − photo 2|"]
     first, second = barcodes[0]["data"][0], barcodes[1]["data"][0]
-    assert (first["zmin"], first["zmax"]) == (second["zmin"], second["zmax"])  # one shared colour scale
+    assert (first["zmin"], first["zmax"]) == (second["zmin"], second["zmax"]) == (-0.35, 0.35)  # dlib's fixed scale
+    assert (barcodes[2]["data"][0]["zmin"], barcodes[2]["data"][0]["zmax"]) == (0.0, 0.2)
     assert "slot" in first["hovertemplate"]
     table = at.dataframe[0].value
     assert list(table["metric"]) == ["cosine", "euclidean", "euclidean (L2-normalised)"]
@@ -77,7 +78,9 @@ def test_search_button_embeds_the_dataset(tmp_path: Path, monkeypatch: pytest.Mo
     assert not at.exception
     assert any("Who is this" in h.value for h in at.subheader)
     best = [c.value for c in at.caption if "\n\n" in c.value][0]
-    assert best.startswith("madonna") and float(best.split()[-1]) < 1e-3  # the photo itself is in the dataset
+    person, distance, note = best.split("\n\n")
+    assert person == "madonna" and float(distance) < 1e-3  # the photo itself is in the dataset, and said so
+    assert note == "this photo itself is in the gallery"
 
 
 def test_a_non_image_upload_shows_an_error_not_an_exception() -> None:
@@ -91,6 +94,15 @@ def test_a_photo_without_a_face_suggests_another_detector() -> None:
     upload(at, 1, "grey.png", image_bytes(np.full((160, 160, 3), 90, np.uint8)), "image/png")
     assert any("no face found" in w.value and "try another detector" in w.value for w in at.warning)
     assert not at.error
+
+
+def test_a_second_photo_without_a_face_is_not_asked_for_again() -> None:
+    at = verify_page()
+    upload(at, 1, "a.jpg", photo("madonna", 0))
+    assert any("Add the second photo" in i.value for i in at.info)
+    upload(at, 2, "grey.png", image_bytes(np.full((160, 160, 3), 90, np.uint8)), "image/png")
+    assert any("no face found by the dlib-hog detector" in displayed(w.value) for w in at.warning)
+    assert not any("Add the second photo" in i.value for i in at.info)
 
 
 def test_alignment_toggle_reports_how_the_distance_changes() -> None:
@@ -114,11 +126,15 @@ def test_calibration_on_a_picked_dataset_is_used_for_the_verdict(tmp_path: Path,
     at.button(key="vf_calibrate").click().run()
     assert not at.exception
     assert not at.error
-    assert any("calibrated on mini" in c.value for c in at.caption)
+    assert any("calibrated on mini" in c.value and "decides on" in c.value for c in at.caption)
+    assert any("This calibration decides on" in m.value and "EER" in m.value for m in at.markdown)
     labels = {m.label: m.value for m in at.metric}
     assert {"AUC", "EER", "Threshold"} <= set(labels)
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert any(t.startswith("ROC curve") for t in titles)
+    histogram = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "distances" in
+                     json.loads(c.proto.spec)["layout"]["title"]["text"])
+    assert [bar["marker"]["color"] for bar in histogram["data"]] == ["#2ca02c", "#ff7f0e"]  # green vs orange
 
     # the dataset is embedded now, so 1:N search and the map show up without their button
     assert not [b for b in at.button if b.key == "vf_search"]
@@ -136,7 +152,7 @@ def test_a_crowded_photo_says_how_many_faces_were_left_out(monkeypatch: pytest.M
     at = verify_page()
     upload(at, 1, "tile.png", image_bytes(tile), "image/png")
     captions = [image.caption for element in at.get("image") for image in element.proto.imgs]
-    assert "4 faces found, the 3 largest were used, numbered by size" in captions
+    assert "4 faces found, the 3 largest were used; face 1 (green) is the one the 'central' face choice uses" in captions
     assert len(at.selectbox(key="vf_face1").options) == 3
 
 
@@ -175,7 +191,9 @@ def test_a_fine_tuned_run_is_offered_and_verifies_in_its_own_space(finetuned_dli
     assert len(barcodes) == 3
     z = barcodes[0]["data"][0]["z"]  # plotly's typed array: base64 bytes, dtype and shape
     drawn = np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape(-1, 128)
-    np.testing.assert_allclose(drawn[0], faces[0].face(0).embedding, atol=1e-5)  # photo 1's fine-tuned embedding
+    own = faces[0].face(0).embedding
+    # photo 1's fine-tuned embedding, divided by its length: a fine-tuned space has no measured barcode range
+    np.testing.assert_allclose(drawn[0], own / np.linalg.norm(own), atol=1e-5)
 
     delete_run(run_id)  # e.g. on the Train page, while this page keeps the choice
     at.run()

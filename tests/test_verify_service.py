@@ -73,7 +73,7 @@ def test_steps_are_drawn_for_the_page(pipeline: Pipeline, five_celebrity: Path) 
     assert view.aligned.aligned and view.aligned.crop.shape == (150, 150, 3)
     for image in (view.detected, view.eye_line, view.network_input, analysis.overview):
         assert image is not None and image.dtype == np.uint8 and image.ndim == 3
-    assert view.network_input.min() == 0 and view.network_input.max() == 255
+    assert view.network_input.shape == (150, 3 * 150 + 2 * service.CHANNEL_GAP, 3)  # one map per input channel
     assert view.aligned.rotated is None  # the whole rotated photo is dropped once drawn
     assert view.to_dict(0)["box"] == list(view.face.box)
 
@@ -132,12 +132,6 @@ def test_steps_of_a_big_photo_show_each_face_in_place_and_levelled(monkeypatch: 
     assert (rx, ry) == pytest.approx(((1500 - 1200 + pad) * scale, (900 - 700 + pad) * scale), abs=2)
     (_, left_y), (_, right_y) = marks(view.eye_line)
     assert left_y == pytest.approx(right_y, abs=1.5), "step 2 shows the photo turned so the eyes are level"
-
-
-def test_display_input_stretches_any_range_to_bytes() -> None:
-    shown = service.display_input(np.array([[-100.0, 0.0], [50.0, 100.0]]))
-    assert shown.dtype == np.uint8 and shown.min() == 0 and shown.max() == 255
-    assert (service.display_input(np.full((2, 2), 7.0)) == 0).all()  # flat input: no division by zero
 
 
 def test_no_face_and_non_image_give_clear_errors(pipeline: Pipeline) -> None:
@@ -232,17 +226,6 @@ def test_alignment_change_is_reported_once_both_settings_were_seen(pipeline: Pip
     assert service.alignment_change(memory, pipeline, faces, 0.40) == pytest.approx(-0.15)
     other_face = [faces[0], ("photo-b", fake_view((6, 5, 10, 10)))]
     assert service.alignment_change(memory, unaligned, other_face, 0.5) is None  # another pair is remembered apart
-
-
-def test_barcodes_share_one_colour_range_and_the_difference_is_never_flat() -> None:
-    first, second = np.array([-1.0, 0.5, 2.0]), np.array([0.0, 0.5, 1.0])
-    drawn = service.barcodes(first, second)
-    assert drawn.first.shape == drawn.second.shape == drawn.difference.shape == (24, 3)
-    np.testing.assert_allclose(drawn.first[5], first)
-    assert drawn.scale == (-2.0, 2.0)  # both signs: centred on zero, covering both embeddings
-    np.testing.assert_allclose(drawn.difference[0], [1.0, 0.0, 1.0])
-    assert drawn.difference_scale == (0.0, 1.0)
-    assert service.barcodes(first, first).difference_scale == (0.0, 1e-9)  # same embedding: still a colour range
 
 
 def test_labelled_photos_are_grouped_per_person_and_read_with_their_name(tiny_dataset: Path) -> None:
@@ -352,6 +335,8 @@ def test_cli_calibrate_then_verify_uses_the_calibration(tiny_dataset: Path, five
     assert (report["n_genuine"], report["n_impostor"]) == (9, 27)  # 3 people × C(3,2); 3 pairs of people × 3·3
     assert 0.5 <= report["auc"] <= 1.0 and 0.0 <= report["eer"] <= 0.5 and report["threshold"] > 0
     assert Path(report["saved"]).is_file() and len(list_calibrations()) == 1
+    assert report["metric"] in ("cosine", "euclidean") and report["metric_chosen_by"] == "eer"
+    assert report["decision"].startswith(f"decides on {report['metric']}: EER ")
 
     done = cli("verify", *photos, "--detector", "dlib-hog", "--json", home=facelab_home)
     assert done.returncode == 0, done.stderr
@@ -359,6 +344,7 @@ def test_cli_calibrate_then_verify_uses_the_calibration(tiny_dataset: Path, five
     assert set(verdict["distances"]) == set(verdict["thresholds"]) == {"cosine", "euclidean", "euclidean_l2"}
     assert verdict["verified"] is False and 0.0 <= verdict["confidence"] <= 1.0
     assert verdict["threshold_source"] == "calibrated" and verdict["threshold"] == pytest.approx(report["threshold"])
+    assert verdict["metric"] == report["metric"]  # the calibration's chosen metric decides
     assert [face["index"] for face in verdict["faces"]] == [0, 0]
     assert all(len(face["box"]) == 4 and face["score"] > 0 for face in verdict["faces"])
 

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "dataset": str(root),
         "metric": calibration.metric,
+        "metric_chosen_by": calibration.metric_chosen_by,
+        "decision": calibration.decision,
         "auc": chosen.auc,
         "eer": chosen.eer,
         "threshold": chosen.threshold,
@@ -66,9 +68,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     rule = "at the equal-error rate" if args.target_far is None else f"at a false-accept rate ≤ {args.target_far:g}"
     result["text"] = "\n".join([
-        f"{pipeline.detector.name} + {pipeline.backbone.name} (align={pipeline.align}) on {root.name}: "
+        f"{pipeline.detector.name} + {pipeline.backbone.name} (align={pipeline.align}, crop={pipeline.crop}) on {root.name}: "
         f"{calibration.n_embeddings} faces of {calibration.n_people} people, "
         f"{calibration.n_genuine} genuine and {calibration.n_impostor} impostor pairs",
+        f"  {calibration.decision}",
         f"  {calibration.metric}: AUC {chosen.auc:.4f}, EER {chosen.eer:.2%}, threshold {chosen.threshold:.4f} {rule} "
         f"(FAR {chosen.far:.2%}, TAR {chosen.tar:.2%})",
         *(f"  {name:<13} threshold {m.threshold:.4f}  AUC {m.auc:.4f}  EER {m.eer:.2%}"

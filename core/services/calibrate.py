@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from core.compare.calibration import Calibration, calibrate, list_calibrations, save_calibration
+from core.pipeline.alignment import legacy_crop
 from core.pipeline.embeddings import Pipeline
 from core.services.gallery import Gallery, dataset_fingerprint
 
 MIN_AUC = 0.9  # below this AUC (on the deciding metric) the dataset's labels or photos are not fit to set a threshold
-PIPELINE_KEYS = ("detector", "align", "backbone")
+PIPELINE_KEYS = ("detector", "align", "crop", "backbone")
 
 
 def calibration_context(pipeline: Pipeline, dataset_fingerprint: str, dataset_name: str) -> dict[str, Any]:
@@ -30,13 +31,21 @@ def calibration_context(pipeline: Pipeline, dataset_fingerprint: str, dataset_na
     The dataset's name sits beside its fingerprint so a verdict can say which dataset set its threshold.
     """
     return {"dataset": dataset_fingerprint, "dataset_name": dataset_name, "detector": pipeline.detector.cache_key(),
-            "align": pipeline.align, "backbone": pipeline.backbone.cache_key()}
+            "align": pipeline.align, "crop": pipeline.crop, "backbone": pipeline.backbone.cache_key()}
+
+
+def _setting(context: dict[str, Any], key: str) -> Any:
+    """One of :data:`PIPELINE_KEYS` of a stored context; one saved before the crop setting existed gets the crop
+    it was made with."""
+    if key == "crop" and key not in context:
+        return legacy_crop(bool(context.get("align", True)))
+    return context.get(key)
 
 
 def _made_with(pipeline: Pipeline) -> list[Calibration]:
     """The workspace's calibrations made with this detector, alignment and backbone, newest first."""
     wanted = calibration_context(pipeline, "", "")
-    return [c for c in list_calibrations() if all(c.context.get(key) == wanted[key] for key in PIPELINE_KEYS)]
+    return [c for c in list_calibrations() if all(_setting(c.context, key) == wanted[key] for key in PIPELINE_KEYS)]
 
 
 def find_calibration(pipeline: Pipeline, dataset: Path | str | None = None) -> Calibration | None:
@@ -44,7 +53,7 @@ def find_calibration(pipeline: Pipeline, dataset: Path | str | None = None) -> C
     the newest one made with this pipeline on any dataset; None when there is none. It is not judged here:
     :func:`choose_calibration` does that.
 
-    "This pipeline" means the same detector, alignment switch and backbone (with their settings and weights).
+    "This pipeline" means the same detector, rotation switch, crop and backbone (with their settings and weights).
     """
     found = _made_with(pipeline)
     if dataset is None:
@@ -112,13 +121,16 @@ def choose_calibration(pipeline: Pipeline, dataset: Path | str | None = None) ->
 
 
 def calibrate_gallery(pipeline: Pipeline, gallery: Gallery, target_far: float | None = None) -> Calibration:
-    """Calibrate on a gallery's genuine and impostor pairs, save it for this context and return it."""
+    """Calibrate on a gallery's genuine and impostor pairs, save it for this context and return it.
+
+    The deciding metric is the one these pairs separate best (ties: the backbone's declared one).
+    """
     if len(gallery.labels) < 2:
         raise ValueError(f"{gallery.root.name}: only {len(gallery.labels)} photo(s) with a face; "
                          "calibration needs at least two photos of one person and two people.")
     context = calibration_context(pipeline, gallery.fingerprint, gallery.root.name)
-    calibration = calibrate(gallery.embeddings, gallery.labels, metric=pipeline.backbone.decision_metric,
-                            target_far=target_far, context=context)
+    calibration = calibrate(gallery.embeddings, gallery.labels, target_far=target_far, context=context,
+                            default_metric=pipeline.backbone.decision_metric)
     save_calibration(calibration)
     return calibration
 

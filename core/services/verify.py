@@ -16,14 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from core.compare.barcode import barcode_matrix, difference_barcode, shared_scale
+from core.compare.barcode import BarcodeScale, barcode_matrix, barcode_scale, difference_barcode
 from core.compare.calibration import Calibration
 from core.compare.distances import METRICS
 from core.compare.verification import Verdict, verify
 from core.data.layout import FileRecord, scan
-from core.drawing import EYE, Label, draw_labels, draw_points
+from core.drawing import EYE, KNOWN, Label, draw_labels, draw_points
 from core.images import ImageError, downscale, load_image, read_file
 from core.pipeline.alignment import AlignedFace
+from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection.base import Face, Point
 from core.pipeline.embeddings import Pipeline, faces_note
 from core.services.finetuned import FinetunedBackbone
@@ -31,6 +32,7 @@ from core.services.finetuned import FinetunedBackbone
 DISPLAY_SIDE = 640  # step images are cut around the face and shrunk to at most this many pixels a side
 
 
+OTHER_FACE = (127, 140, 141)  # grey: faces found but not used, beside the used face's green
 FACE_CONTEXT = 0.6  # step images show the face box plus this fraction of its size on every side
 
 
@@ -38,9 +40,20 @@ class NoFaceError(ImageError):
     """A photo in which the detector found no face."""
 
 
+MOST_FACES_DETECTOR = "mtcnn"  # the detector to suggest after another one found no face: it finds the most faces
+SAME_PHOTO_DISTANCE = 1e-4  # a distance this small comes from one photo met twice, not from two photos of one person
+
+
 def no_face_message(name: str, detector: str) -> str:
-    return (f"{name}: no face found by the {detector} detector; try another detector (mtcnn finds the most faces) "
-            "or a sharper, more frontal photo.")
+    """Why a photo gives nothing to compare, and what to try: never the detector that just failed."""
+    other = (f"another detector ({MOST_FACES_DETECTOR} finds the most faces)" if detector != MOST_FACES_DETECTOR
+             else "another detector in the sidebar (each misses different faces)")
+    return f"{name}: no face found by the {detector} detector; try {other} or a sharper, more frontal photo."
+
+
+def same_photo(distance: float) -> bool:
+    """Whether a distance of (about) zero says the two faces are one photo, e.g. a probe found in the gallery."""
+    return abs(distance) <= SAME_PHOTO_DISTANCE
 
 
 @dataclass
@@ -52,7 +65,7 @@ class FaceView:
     embedding: np.ndarray
     detected: np.ndarray | None = None  # step 1: the face box with eyes / landmarks, around the face
     eye_line: np.ndarray | None = None  # step 2: the rotated image, eyes joined by a level line, the cut square
-    network_input: np.ndarray | None = None  # step 4: backbone.preprocess output rescaled to uint8
+    network_input: np.ndarray | None = None  # step 4: backbone.preprocess output, one colour map per channel
 
     def to_dict(self, index: int) -> dict[str, Any]:
         """JSON-ready summary (for the CLI)."""
@@ -62,7 +75,8 @@ class FaceView:
 
 @dataclass
 class PhotoAnalysis:
-    """Every face found in one photo, largest first; ``overview`` has their boxes numbered 1, 2, …"""
+    """Every face found in one photo, the chosen one first; ``overview`` has their boxes numbered 1, 2, … with face 1
+    (the one used unless another is picked) marked "used" in its own colour."""
 
     name: str
     size: tuple[int, int]  # width, height
@@ -76,10 +90,10 @@ class PhotoAnalysis:
         return faces_note(self.found, len(self.faces))
 
     def face(self, index: int) -> FaceView:
-        """Face ``index`` (0 = the largest), or a ValueError saying how many there are."""
+        """Face ``index`` (0 = the chosen one), or a ValueError saying how many there are."""
         if not 0 <= index < len(self.faces):
             raise ValueError(f"{self.name}: there is no face {index}; the photo has {len(self.faces)} "
-                             f"(indices 0 to {len(self.faces) - 1}, largest first).")
+                             f"(indices 0 to {len(self.faces) - 1}, the chosen face first).")
         return self.faces[index]
 
 
@@ -93,10 +107,11 @@ def _around(box: tuple[int, int, int, int], width: int, height: int) -> tuple[in
 def _step(image: np.ndarray, label: Label, points: Sequence[Point], matrix: np.ndarray | None = None,
           line: bool = False) -> np.ndarray:
     """One step's picture: the region around ``label``'s box (of the image moved by the 2×3 ``matrix`` when given),
-    drawn on and shrunk for display.
+    shrunk for display, then drawn on.
 
-    Only that region is copied, rotated and drawn on: a whole copy of a 24-megapixel photo per face and
-    step would cost about 100 MB each.
+    Only that region is copied and rotated: a whole copy of a 24-megapixel photo per face and step would cost
+    about 100 MB each. Boxes and markers are drawn after shrinking, so they are sized for the picture shown: drawn
+    on a 4000 px photo's region first, they shrank to hairlines with it.
     """
     import cv2  # lazy: OpenCV loads only where a photo is analysed step by step
 
@@ -111,19 +126,34 @@ def _step(image: np.ndarray, label: Label, points: Sequence[Point], matrix: np.n
         shifted[:, 2] -= (left, top)
         part = cv2.warpAffine(image, shifted, (right - left, bottom - top), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    part, factor = downscale(part, DISPLAY_SIDE)
     x, y, w, h = label.box
-    part = draw_labels(part, [Label((x - left, y - top, w, h), label.text, label.colour)])
+    box = (round((x - left) * factor), round((y - top) * factor), round(w * factor), round(h * factor))
+    part = draw_labels(part, [Label(box, label.text, label.colour)])
     if points:
-        part = draw_points(part, [(px - left, py - top) for px, py in points], line=line)
-    return downscale(part, DISPLAY_SIDE)[0]
+        part = draw_points(part, [((px - left) * factor, (py - top) * factor) for px, py in points], line=line)
+    return part
 
 
-def display_input(network_input: np.ndarray) -> np.ndarray:
-    """A network input (any float range, e.g. mean-subtracted) stretched to 0–255 so it can be shown."""
+CHANNEL_GAP = 4  # white pixels between the channel maps of step 4
+NEGATIVE, POSITIVE = np.array((33, 102, 172)), np.array((178, 24, 43))  # blue below zero, red above, white at zero
+
+
+def channel_maps(network_input: np.ndarray) -> np.ndarray:
+    """A network input (S, S, C) as C colour maps side by side, at the network's own size: white at zero, blue below,
+    red above, on one range for all channels.
+
+    Step 3 shows the crop as a photo; this shows the numbers the network receives instead (mean-subtracted
+    values are mostly near zero), so the two steps no longer look alike.
+    """
     values = np.asarray(network_input, dtype=np.float64)
-    low, high = values.min(), values.max()
-    scale = 255.0 / (high - low) if high > low else 0.0
-    return np.rint((values - low) * scale).astype(np.uint8)
+    limit = float(np.abs(values).max()) or 1.0
+    strength = np.clip(values / limit, -1.0, 1.0)[..., None]  # (S, S, C, 1)
+    white = np.full(3, 255.0)
+    colours = white + np.abs(strength) * (np.where(strength < 0, NEGATIVE, POSITIVE) - white)  # (S, S, C, 3)
+    gap = np.full((values.shape[0], CHANNEL_GAP, 3), 255.0)
+    panels = [part for c in range(values.shape[2]) for part in (gap, colours[:, :, c])][1:]
+    return np.rint(np.concatenate(panels, axis=1)).astype(np.uint8)
 
 
 def _steps(image: np.ndarray, face: Face, aligned: AlignedFace) -> tuple[np.ndarray, np.ndarray]:
@@ -170,13 +200,19 @@ def analyse_photos(pipeline: Pipeline, photos: Sequence[tuple[bytes, str]], with
         if with_steps:
             for view, network_input in zip(views, inputs[start:start + len(found)]):  # type: ignore[index]
                 view.detected, view.eye_line = _steps(image, view.face, view.aligned)
-                view.network_input = display_input(network_input)
+                view.network_input = channel_maps(network_input)
             small, factor = downscale(image, DISPLAY_SIDE * 2)  # drawn on the small copy: no full-size copy
-            overview = draw_labels(small, [Label(tuple(round(v * factor) for v in view.face.box), str(i + 1))  # type: ignore[arg-type]
+            overview = draw_labels(small, [overview_label(i, tuple(round(v * factor) for v in view.face.box))  # type: ignore[arg-type]
                                            for i, view in enumerate(views)])
         analyses.append(PhotoAnalysis(name, (image.shape[1], image.shape[0]), views, overview, count))
         start += len(found)
     return analyses
+
+
+def overview_label(index: int, box: tuple[int, int, int, int]) -> Label:
+    """Face ``index``'s tag on a photo's overview: face 1 (the one the face choice picked) "1 (used)" in green, the
+    others their number in grey, so which face a verdict compares is seen at a glance."""
+    return Label(box, "1 (used)", KNOWN) if index == 0 else Label(box, str(index + 1), OTHER_FACE)
 
 
 def decision_metric(pipeline: Pipeline, calibration: Calibration | None = None) -> str:
@@ -249,17 +285,21 @@ def alignment_change(memory: AlignmentMemory, pipeline: Pipeline, faces: Sequenc
 
 @dataclass(frozen=True)
 class Barcodes:
-    """Two embeddings drawn as barcodes on one colour range, and the barcode of their difference."""
+    """Two embeddings drawn as barcodes and the barcode of their difference, on the backbone's fixed scale."""
 
     first: np.ndarray  # (rows, dim)
     second: np.ndarray
-    scale: tuple[float, float]  # shared by both, so equal values get equal colours
     difference: np.ndarray  # |first − second|
-    difference_scale: tuple[float, float]  # from 0 to the largest difference (never an empty range)
+    scale: BarcodeScale  # the same for every photo of this backbone: one photo, one picture
+
+    @property
+    def unit(self) -> str:
+        """What a stripe's colour stands for."""
+        return "value ÷ vector length" if self.scale.normalised else "value"
 
 
-def barcodes(first: np.ndarray, second: np.ndarray) -> Barcodes:
-    """The barcodes of two embeddings and of their difference, ready to draw as heatmaps."""
-    difference = difference_barcode(first, second)
-    return Barcodes(barcode_matrix(first), barcode_matrix(second), shared_scale(first, second),
-                    difference, (0.0, max(float(difference.max()), 1e-9)))
+def barcodes(backbone: Backbone, first: np.ndarray, second: np.ndarray) -> Barcodes:
+    """The barcodes of two embeddings of ``backbone`` and of their difference, ready to draw as heatmaps."""
+    scale = barcode_scale(backbone.embedding_dim, backbone.barcode_limits)
+    a, b = scale.values(first), scale.values(second)
+    return Barcodes(barcode_matrix(a), barcode_matrix(b), difference_barcode(a, b), scale)

@@ -180,6 +180,10 @@ class VGGFace16(Backbone):
     default_thresholds = MappingProxyType({"cosine": 0.4, "euclidean_l2": 0.89})
     preference = 0
     seconds_per_photo = 0.35
+    # No barcode_limits: fc8's value spread was never measured (no weights offline), so its 2622 slots are drawn on
+    # the generic unit-length scale.
+    input_channels = ("B", "G", "R")
+    input_description = "BGR pixels minus VGG-Face's mean colour"
     finetune_images_per_second = 2.0  # rough CPU pace of fine-tuning, for the Train page's estimate
     # Each convolution block, then fc6–fc7 on top: "1 block" unfreezes conv5 and fc6–fc7, "0" the fully connected only.
     finetune_blocks = (*(tuple(name for name in CONV_LAYERS if name.startswith(f"conv{block}_"))
