@@ -79,6 +79,11 @@ class Registry(Generic[T]):
                 self._instances[key] = entry.factory(**settings)
             return self._instances[key]
 
+    def built(self, name: str, **settings: Any) -> bool:
+        """Whether the shared instance for ``name`` with these settings exists already (a call to ``get`` is instant)."""
+        with self._lock:
+            return (name, tuple(sorted(settings.items()))) in self._instances
+
     def clear(self) -> None:
         """Forget built instances (tests, or after new weights were installed)."""
         with self._lock:

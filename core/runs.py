@@ -2,7 +2,9 @@
 
 A run folder ``<runs_dir>/<run_id>/`` holds the head (``head.json`` plus ``model.keras`` or
 ``centroids.npz``), ``labels.json``, ``config.json``, ``history.json``, ``metrics.json``,
-optional ``gallery.npz`` extras and, written last, ``run.json``. Saving writes into a private
+``report.json`` (photos skipped, timings, validation mistakes: what the Train page shows of a
+finished run, reopened from the runs table after a reload), optional ``gallery.npz`` extras and,
+written last, ``run.json``. Saving writes into a private
 ``.tmp-…`` folder and renames it into place, so a crash or a second session saving at the same
 moment can never leave a half-written run that looks usable; listing ignores ``.tmp-…`` folders
 and start-up cleaning (``core.files.remove_stale``) removes those a killed process left. A run the
@@ -19,7 +21,7 @@ import secrets
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from core.training.heads import Head, load_head
 RUN_FILE = "run.json"
 ACTIVE_FILE = "active.json"
 GALLERY_FILE = "gallery.npz"
+REPORT_FILE = "report.json"
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 STATUSES = ("complete", "stopped")
 
@@ -54,6 +57,28 @@ class RunInfo:
     val_accuracy: float | None
     test_accuracy: float | None
     path: Path
+    timings: dict[str, float] = field(default_factory=dict)  # phase → seconds ("embedding", …, "total"); {} before
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a finished run showed when it was trained, read back without loading its model (no TensorFlow).
+
+    ``skipped``: per split, the photos not used as they are (see ``core.services.train.Report``);
+    ``mistakes``: validation photos named wrongly, as {"photo" (relative to the dataset), "truth",
+    "predicted", "confidence"}. Runs saved before reports were kept have empty ones.
+    """
+
+    info: RunInfo
+    dataset: str  # the dataset folder on this server, "" when unknown
+    history: dict[str, list[float]]
+    best_epoch: int
+    warnings: list[str]
+    validation: dict[str, Any] | None
+    test: dict[str, Any] | None
+    skipped: dict[str, dict[str, Any]]
+    mistakes: list[dict[str, Any]]
+    notes: list[str]
 
 
 @dataclass
@@ -135,6 +160,7 @@ def _info(path: Path, record: dict[str, Any]) -> RunInfo:
         status=str(record["status"]), head=str(record["head"]), people=int(record["people"]),
         epochs_run=int(record["epochs_run"]), val_accuracy=record.get("val_accuracy"),
         test_accuracy=record.get("test_accuracy"), path=path,
+        timings={str(k): float(v) for k, v in (record.get("timings") or {}).items()},
     )
 
 
@@ -146,12 +172,14 @@ def _default_name(config: TrainConfig, stopped: bool) -> str:
 
 
 def save_run(result: TrainResult, config: TrainConfig, extras: dict[str, np.ndarray] | None = None,
-             name: str | None = None, test_metrics: dict[str, Any] | None = None) -> RunInfo:
+             name: str | None = None, test_metrics: dict[str, Any] | None = None,
+             skipped: dict[str, dict[str, Any]] | None = None, timings: dict[str, float] | None = None) -> RunInfo:
     """Save a training result as a new run and return its summary.
 
     ``extras`` (e.g. training embeddings for "nearest training photos" and unknown-face
     thresholds) go to ``gallery.npz``; ``test_metrics`` (from ``training.evaluate``) beside the
-    validation metrics. The run appears all at once or not at all.
+    validation metrics; ``skipped`` photos and phase ``timings`` into the run's report. The run
+    appears all at once or not at all.
     """
     arrays = {key: np.asarray(value) for key, value in (extras or {}).items()}
     for key, value in arrays.items():
@@ -174,6 +202,7 @@ def save_run(result: TrainResult, config: TrainConfig, extras: dict[str, np.ndar
         "val_accuracy": _accuracy(result.metrics),
         "test_accuracy": _accuracy(test_metrics),
         "warnings": list(result.warnings),
+        "timings": {key: round(float(value), 3) for key, value in (timings or {}).items()},
     }
     final = runs_dir() / run_id
     with temporary_dir(final.parent, run_id) as tmp:
@@ -182,6 +211,7 @@ def save_run(result: TrainResult, config: TrainConfig, extras: dict[str, np.ndar
         _write_json(tmp / "config.json", config.to_dict())
         _write_json(tmp / "history.json", result.history)
         _write_json(tmp / "metrics.json", {"validation": result.metrics, "test": test_metrics})
+        _write_json(tmp / REPORT_FILE, {"skipped": skipped or {}, "mistakes": [], "notes": []})
         if arrays:
             np.savez(tmp / GALLERY_FILE, **arrays)
         _write_json(tmp / RUN_FILE, record)  # last: its presence marks a finished folder
@@ -210,6 +240,35 @@ def load_run(run_id: str) -> LoadedRun:
     if len(labels) != head.n_classes:
         raise ValueError(f"run {run_id} is damaged: {len(labels)} labels for a head of {head.n_classes} classes.")
     return LoadedRun(info, head, labels, config, history, metrics, extras)
+
+
+def add_to_report(run_id: str, mistakes: list[dict[str, Any]] | None = None, notes: list[str] | None = None) -> None:
+    """Add what is found after saving (the validation mistakes need the saved run) to its report."""
+    path = _existing_run(run_id) / REPORT_FILE
+    try:
+        report = _read_json(path)
+    except FileNotFoundError:
+        report = {}
+    report["mistakes"] = [*report.get("mistakes", []), *(mistakes or [])]
+    report["notes"] = [*report.get("notes", []), *(notes or [])]
+    _write_json(path, report)
+
+
+def load_report(run_id: str) -> RunReport:
+    """A run's report as the Train page shows it; a clear FileNotFoundError if it was deleted, ValueError if damaged."""
+    path = _existing_run(run_id)
+    try:
+        info = _info(path, record := _read_json(path / RUN_FILE))
+        metrics = _read_json(path / "metrics.json")
+        report = _read_json(path / REPORT_FILE) if (path / REPORT_FILE).is_file() else {}
+        return RunReport(info, str(run_config(info).get("dataset", "")), _read_json(path / "history.json"),
+                         int(record.get("best_epoch", 0)), [str(w) for w in record.get("warnings", [])],
+                         metrics.get("validation"), metrics.get("test"), dict(report.get("skipped", {})),
+                         list(report.get("mistakes", [])), [str(n) for n in report.get("notes", [])])
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"run {run_id} is incomplete or was deleted while loading ({exc}).") from exc
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"run {run_id} is damaged ({exc}).") from exc
 
 
 def run_config(run: str | RunInfo) -> dict[str, Any]:

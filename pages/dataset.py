@@ -12,9 +12,12 @@ import plotly.express as px
 import streamlit as st
 
 from core.data import zipimport
-from core.data.audit import FACES_COLUMN, Audit, problem_count, problems_and_notes, with_face_counts
+from core.data.audit import FACES_COLUMN, Audit, problem_count, problems_and_notes, several_faces, with_face_counts
 from core.data.layout import fingerprint
-from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS, count_faces
+from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
+from core.pipeline.face_choice import DEFAULT_FACE_CHOICE, several_faces_note
+from core.services.faces import CountCost, count_cost, count_dataset_faces
+from core.services.jobs import duration, exact_duration
 from pages.common import (
     chart_text,
     dataset_audit,
@@ -28,6 +31,7 @@ from pages.common import (
     user_errors,
 )
 from pages.components.dataset_builder import builder_tab
+from pages.components.layout import metric_row
 
 ensure_app_navigation()
 
@@ -90,6 +94,19 @@ def show_gallery(result: Audit) -> None:
     gallery(list(chosen["path"]), key=f"ds_gallery_page_{split}_{person}")
 
 
+def count_cost_text(cost: CountCost) -> str:
+    """What counting will take, as measured on this server (or roughly, from the detector's declared cost)."""
+    pace = (f"{cost.seconds_per_photo:.2f} s a photo measured here" if cost.measured_photos
+            else f"roughly {cost.seconds_per_photo:.2f} s a photo (the detector's declared cost; nothing measured here yet)")
+    if not cost.loading:
+        load = ""
+    elif cost.load_seconds is None:
+        load = ", plus loading the detector (the first count after the server starts)"
+    else:
+        load = f", plus about {exact_duration(cost.load_seconds)} to load the detector first (measured here)"
+    return f"{pace}{load}: about {duration(cost.seconds)} for these {cost.photos} photo(s)."
+
+
 def show_face_counts(result: Audit) -> None:
     """Faces per photo (0 / 1 / many) with a chosen detector, computed on request: detection is slow."""
     st.subheader("Faces per photo")
@@ -101,17 +118,23 @@ def show_face_counts(result: Audit) -> None:
     if st.button("Count faces", key="ds_count_faces", help=entries[name].description):
         bar = st.progress(0.0)
         with user_errors("Could not count faces"):
-            st.session_state[key] = count_faces(list(result.images["path"]), detector(name),
-                                                progress_callback(bar, "Detecting faces in photo"))
-    counts = st.session_state.get(key)
-    if counts is None:
-        st.caption("Photos with no face cannot train; photos with several use their largest face. "
-                   "Count them with a detector (about 0.05–0.4 s per photo here, dlib-cnn about 2 s).")
+            st.session_state[key] = count_dataset_faces(list(result.images["path"]), name, detector,
+                                                        progress_callback(bar, "Detecting faces in photo"))
+    counted = st.session_state.get(key)
+    if counted is None:
+        st.caption(f"Photos with no face cannot train; photos with several use one ({DEFAULT_FACE_CHOICE} by default). "
+                   f"Count them with a detector: {count_cost_text(count_cost(name, len(result.images)))}")
         return
-    frame = with_face_counts(result, counts)
+    st.caption(f"Counted {len(counted.counts)} photo(s) in {exact_duration(counted.load_seconds + counted.count_seconds)}"
+               + (f": loading the detector {exact_duration(counted.load_seconds)}, then" if counted.load_seconds >= 0.5
+                  else ",") + f" {counted.count_seconds / max(len(counted.counts), 1):.2f} s a photo.")
+    frame = with_face_counts(result, counted.counts)
     table = frame.groupby(["split", FACES_COLUMN]).size().reset_index(name="photos")
     st.plotly_chart(px.bar(table, x="split", y="photos", color=FACES_COLUMN, barmode="stack",
                            title=f"Faces found per photo ({name})"), key="ds_faces_chart")
+    note = several_faces_note(len(several_faces(frame)))
+    if note:
+        st.info(f"{note} Check that it is the person the folder names (the table below lists them).")
     odd = frame[frame[FACES_COLUMN] != "1"]
     if len(odd):
         st.dataframe(odd[["split", "person", "photo", FACES_COLUMN]], hide_index=True)
@@ -126,8 +149,7 @@ def audit_tab() -> None:
         totals = result.totals()
         metrics = [("People", totals["people"])] + [(s.capitalize(), n) for s, n in totals["per_split"].items()]
         metrics.append(("Problems", problem_count(result)))
-        for column, (label, value) in zip(st.columns(len(metrics)), metrics):
-            column.metric(label, value)
+        metric_row(metrics)
         if totals["unlabelled"]:
             st.caption(f"{totals['unlabelled']} unlabelled test photo(s).")
         show_charts(result)

@@ -18,7 +18,7 @@ from core.pipeline import weights
 from core.pipeline.backbones import BACKBONES, default_backbone
 from core.pipeline.detection import DEFAULT_DETECTOR, DETECTORS
 from core.pipeline.embeddings import Pipeline
-from core.runs import check_run_name
+from core.runs import check_run_name, load_report
 from core.services.jobs import duration
 from core.services.train import TrainJob, check_trainable, estimate, start_training
 from core.training.config import TrainConfig
@@ -26,7 +26,6 @@ from core.training.heads import head_kinds
 from pages.common import (
     backbone,
     choose,
-    dataset_picker,
     detector,
     ensure_app_navigation,
     flash,
@@ -35,13 +34,18 @@ from pages.common import (
     show_flash,
     user_errors,
 )
-from pages.components.train_results import show_curves, show_outcome
+from pages.components.alignment import align_toggle
+from pages.components.face_choice import face_choice_select
+from pages.components.layout import wrapping_columns
+from pages.components.train_results import show_curves, show_report
 from pages.components.train_runs import runs_section
 from pages.components.train_settings import hyper_parameters
+from pages.components.url_state import kept_dataset_picker
 
 ensure_app_navigation()
 
 JOB = "tr_job"
+SETTINGS_WIDTH = 360  # px: a settings column
 STOP_ENABLED = "tr_stop_enabled"  # whether the page last drew Stop enabled (the fragment redraws the page when that changes)
 MODE_LABELS = {"head": "Head on face embeddings (fast)", "finetune": "Fine-tune the face model end to end (slow)"}
 
@@ -104,22 +108,26 @@ def fine_tunable(backbone_name: str) -> bool:
     return BACKBONES.entry(backbone_name).factory.fine_tunable
 
 
-def show_estimate(root: Path, detector_name: str, backbone_name: str, align: bool, config: TrainConfig) -> None:
-    """The service's estimate of the run's length, from the plug-ins' declared costs and the embedding cache."""
+def show_estimate(root: Path, detector_name: str, backbone_name: str, align: bool, config: TrainConfig,
+                  face_choice: str) -> None:
+    """The service's estimate of the run's length, from this server's measured speed and the embedding cache."""
     with st.spinner("Checking which photos are already embedded…"):
-        found = estimate(root, detector_name, backbone_name, align, config)
-    st.info(f"Estimated time: about **{duration(found.seconds)}** — {plain(found.details)}. This is a rough estimate "
-            "for this server's CPU; early stopping often ends training sooner.")
+        found = estimate(root, detector_name, backbone_name, align, config, face_choice)
+    how = ("Rough: nothing was measured on this server yet, so this uses the models' declared costs; the first "
+           "training measures it." if found.rough else "From the speed measured on this server.")
+    st.info(f"Estimated time: about **{duration(found.seconds)}** — {plain(found.details)}. {how} Early stopping "
+            "often ends training sooner.")
 
 
 def settings_and_start() -> None:
     job = st.session_state.get(JOB)
     busy = job is not None and job.running
-    left, right = st.columns(2)
+    left, right = wrapping_columns(2, SETTINGS_WIDTH)  # stacked at 800 px, where halves would cut the labels
     with left:
-        root = dataset_picker("Dataset", key="tr_dataset")
+        root = kept_dataset_picker("Dataset", key="tr_dataset", param="dataset")
         detector_name = choose("face detector", DETECTORS, DEFAULT_DETECTOR, "tr_detector")
-        align = st.toggle("Align faces (level the eyes)", value=True, key="tr_align")
+        align = align_toggle("tr_align")
+        face_choice = face_choice_select("tr_face_choice")
     with right:
         backbone_name, unavailable = choose_backbone()
         can_finetune = fine_tunable(backbone_name) and not unavailable
@@ -142,7 +150,7 @@ def settings_and_start() -> None:
         st.warning(f"{BACKBONES.entry(backbone_name).label} cannot be used: {unavailable}")
     elif root is not None and detector_name is not None:
         with user_errors("Could not estimate the duration"):
-            show_estimate(root, detector_name, backbone_name, align, config)
+            show_estimate(root, detector_name, backbone_name, align, config, face_choice)
     if st.button("Start training", type="primary", disabled=busy, key="tr_start"):
         with user_errors("Cannot start"):
             if unavailable:
@@ -154,7 +162,7 @@ def settings_and_start() -> None:
             check_trainable(root)
             config.validate()
             name = check_run_name(name) if name.strip() else None  # refused now, not after the training
-            pipeline = Pipeline(detector(detector_name), backbone(backbone_name), align=align)
+            pipeline = Pipeline(detector(detector_name), backbone(backbone_name), align=align, face_choice=face_choice)
             st.session_state[JOB] = start_training(root, pipeline, config, name)
             st.rerun()
 
@@ -207,7 +215,8 @@ def job_section() -> None:
         stop_button(job)  # above the live view, so the view growing (curves, messages) never moves it
         live_view()
     elif now.outcome is not None:
-        show_outcome(now.outcome)
+        with user_errors("The run's report cannot be shown"):
+            show_report(load_report(now.outcome.info.id), "tr_final")
     else:
         st.error(plain(f"Training did not finish: {now.error}"))
 

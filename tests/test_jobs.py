@@ -65,17 +65,39 @@ def test_eta_follows_the_pace_since_the_first_report() -> None:
     clock = Clock()
     job = Job[None](PHASES, clock=clock)
     clock.now += 50  # set-up before the first unit: not part of the pace
-    job.progress(1, 10)
+    job.progress(1, 20)
     assert job.snapshot().eta_seconds is None, "one report gives no pace yet"
     clock.now += 4
-    job.progress(3, 10)  # 2 units in 4 s
-    assert job.snapshot().eta_seconds == pytest.approx(2.0 * 7)
+    job.progress(3, 20)  # 2 units in 4 s: too few to call a pace (issue 12: "14 min" at 3 of 165 photos)
+    assert job.snapshot().eta_seconds is None
+    clock.now += 6
+    job.progress(6, 20)  # 5 units in 10 s
+    assert job.snapshot().eta_seconds == pytest.approx(2.0 * 14)
     assert job.snapshot().fraction == pytest.approx(0.3)
     clock.now += 1
-    job.progress(10, 10)
+    job.progress(20, 20)
     assert job.snapshot().eta_seconds == 0
     job.enter("working")
     assert job.snapshot().eta_seconds is None, "a new phase measures its own pace"
+
+
+def test_eta_starts_from_the_expected_pace_and_moves_to_the_running_rate() -> None:
+    """A measured pace (seconds per photo on this machine) gives an ETA at once; a slow first photo or two
+    (a batch of crops embedded at once) moves it only part of the way, many timed photos all the way."""
+    clock = Clock()
+    job = Job[None](PHASES, clock=clock)
+    job.expect(1.5)
+    job.progress(0, 165)
+    clock.now += 12
+    job.progress(3, 165)  # 3 photos in 12 s: 4 s a photo alone would say 10.8 min
+    eta = job.snapshot().eta_seconds
+    assert 1.5 * 162 < eta < 4.0 * 162
+    assert eta == pytest.approx((1.5 * 5 + 12) / 8 * 162)
+    clock.now += 2.0 * 97
+    job.progress(100, 165)  # then 2 s a photo
+    assert job.snapshot().eta_seconds == pytest.approx((1.5 * 5 + 12 + 194) / 105 * 65)
+    job.enter("working")
+    assert job.snapshot().eta_seconds is None, "the expected pace belongs to the phase it was given for"
 
 
 def test_stop_is_seen_by_the_work_and_ends_it() -> None:

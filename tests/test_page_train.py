@@ -283,7 +283,8 @@ def test_run_management(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     exported = zipfile.ZipFile(io.BytesIO(downloads[f"facelab_savedmodel_{softmax.id}.zip"]()))
     names = exported.namelist()
     assert f"{softmax.id}_saved_model/saved_model.pb" in names and f"{softmax.id}_saved_model/labels.json" in names
-    whole = zipfile.ZipFile(io.BytesIO(downloads[f"facelab_run_{softmax.id}.zip"]()))
+    assert f"facelab_run_{softmax.id}.zip" not in downloads, "the run's zip is ready at render (issue 12)"
+    whole = zipfile.ZipFile(io.BytesIO(run_store.export_run_zip(softmax.id)))
     assert f"{softmax.id}/run.json" in whole.namelist()
 
     at.button(key="tr_run_activate").click().run()

@@ -199,7 +199,8 @@ def test_export_zip_holds_the_whole_run(results: dict) -> None:
     with zipfile.ZipFile(io.BytesIO(runs.export_run_zip(info.id))) as archive:
         names = set(archive.namelist())
         assert names == {f"{info.id}/{name}" for name in ("run.json", "labels.json", "config.json", "history.json",
-                                                           "metrics.json", "head.json", "model.keras", "gallery.npz")}
+                                                           "metrics.json", "report.json", "head.json", "model.keras",
+                                                           "gallery.npz")}
         assert json.loads(archive.read(f"{info.id}/labels.json")) == result.labels
 
 

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.pipeline.backbones import BACKBONES, default_backbone
     from core.runs import check_run_name
     from core.services.jobs import Job
-    from core.services.train import PHASES, TrainOutcome, check_trainable, train_on_dataset
+    from core.services.train import PHASES, TrainOutcome, check_trainable, timing_summary, train_on_dataset
     from core.training.config import TrainConfig
 
     backbone = args.backbone or default_backbone()
@@ -98,15 +98,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "run": info.id, "name": info.name, "mode": config.mode, "head": config.head,
         "detector": config.detector, "backbone": config.backbone, "align": config.align,
+        "crop": config.extra.get("crop"),
         "people": result.labels, "val_accuracy": info.val_accuracy, "test_accuracy": info.test_accuracy,
         "epochs": result.epochs_run, "best_epoch": result.best_epoch + 1, "seconds": round(result.seconds, 2),
         "stopped": result.stopped, "skipped": report, "warnings": result.warnings,
+        "timings": {phase: round(seconds, 2) for phase, seconds in job.outcome.timings.items()},
     }
     pct = lambda v: "n/a" if v is None else f"{v:.1%}"  # noqa: E731
     lines = [f"saved run {info.id} ({info.name})",
              f"  {len(result.labels)} people, {result.epochs_run} epochs in {result.seconds:.1f} s "
              f"(best epoch {result.best_epoch + 1})",
-             f"  validation accuracy {pct(info.val_accuracy)}, test accuracy {pct(info.test_accuracy)}"]
+             f"  validation accuracy {pct(info.val_accuracy)}, test accuracy {pct(info.test_accuracy)}",
+             f"  {timing_summary(job.outcome.timings)}"]
     for split, entry in report.items():
         for photo in entry["no_face"]:
             lines.append(f"  skipped (no face, {split}): {photo}")

@@ -1,7 +1,10 @@
-"""The Train page's charts and results: learning curves, the finished run's metrics, mistakes and skipped photos."""
+"""The Train page's charts and results: learning curves, and a run's report (metrics, confusion matrix, mistakes,
+skipped photos, time in parts) read back from the run store: the same view right after training and from the
+runs table after a reload."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -9,8 +12,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.data.layout import thumbnail
-from core.services.train import Mistake, Report, TrainOutcome
+from core.runs import RunReport
+from core.services.train import Report, timing_summary
 from pages.common import chart_text, plain
+from pages.components.layout import metric_row
 
 THUMB = 120
 
@@ -73,7 +78,9 @@ def skipped_table(report: Report) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["split", "photo", "what happened"])
 
 
-def show_mistakes(mistakes: list[Mistake]) -> None:
+def show_mistakes(report: RunReport) -> None:
+    """The validation photos the run named wrongly, from the dataset's folder (a warning when a photo is gone)."""
+    mistakes = report.mistakes
     st.subheader(f"Misclassified validation photos ({len(mistakes)})")
     if not mistakes:
         st.success("Every validation photo with a face was named right.")
@@ -81,39 +88,47 @@ def show_mistakes(mistakes: list[Mistake]) -> None:
     columns = st.columns(6)
     for i, mistake in enumerate(mistakes):
         with columns[i % 6]:
-            caption = f"{mistake.truth} → {mistake.predicted} ({mistake.confidence:.0%})"
+            caption = f"{mistake['truth']} → {mistake['predicted']} ({mistake['confidence']:.0%})"
             try:
-                st.image(thumbnail(mistake.path, THUMB), caption=plain(caption))
+                st.image(thumbnail(Path(report.dataset) / mistake["photo"], THUMB), caption=plain(caption))
             except ValueError as exc:
                 st.warning(plain(f"{caption}: {exc}"))
 
 
-def show_outcome(outcome: TrainOutcome) -> None:
-    """The finished run: what was saved, its scores, curves, confusion matrix, mistakes and skipped photos."""
-    info, result = outcome.info, outcome.result
-    status = "stopped by you, the best model so far was kept" if result.stopped else "complete"
-    st.success(f"Saved run **{plain(info.name)}** — {status}: {result.epochs_run} epoch(s) in {result.seconds:.1f} s, "
-               f"kept epoch {result.best_epoch + 1}.")
-    columns = st.columns(4)
-    columns[0].metric("Validation accuracy", percent(info.val_accuracy))
-    columns[1].metric("Test accuracy", percent(info.test_accuracy))
-    columns[2].metric("People", info.people)
-    columns[3].metric("Epochs", result.epochs_run)
-    for warning in [*result.warnings, *outcome.notes]:
+def time_line(report: RunReport) -> str:
+    """The run's whole time with its parts; runs saved before timings were kept say only the training's."""
+    info = report.info
+    if info.timings:
+        return f"{timing_summary(info.timings)}."
+    return f"Training took {info.seconds:.1f} s (the time of the other steps was not recorded for this run)."
+
+
+def show_report(report: RunReport, key: str) -> None:
+    """A saved run's report: status and time, scores, curves, confusion matrix, mistakes and skipped photos.
+
+    ``key`` prefixes the charts' keys, so the report of a run just trained and one reopened can share a page.
+    """
+    info = report.info
+    status = "stopped by you, the best model so far was kept" if info.status == "stopped" else "complete"
+    st.success(f"Saved run **{plain(info.name)}** — {status}: {info.epochs_run} epoch(s), kept epoch "
+               f"{report.best_epoch + 1}. {time_line(report)}")
+    metric_row([("Validation accuracy", percent(info.val_accuracy)), ("Test accuracy", percent(info.test_accuracy)),
+                ("People", info.people), ("Epochs", info.epochs_run)])
+    for warning in [*report.warnings, *report.notes]:
         st.warning(plain(warning))
-    show_curves(result.history, "tr_final", result.best_epoch)
-    if result.metrics is None:
+    show_curves(report.history, f"{key}_curves", report.best_epoch)
+    if report.validation is None:
         st.info("The dataset has no validation photos of the people in train, so there are no validation metrics.")
     else:
         left, right = st.columns([2, 3])
         with left:
             st.subheader("Per person (validation)")
-            st.dataframe(per_person_table(result.metrics), hide_index=True, width="stretch",
+            st.dataframe(per_person_table(report.validation), hide_index=True, width="stretch",
                          column_config={c: st.column_config.NumberColumn(c, format="percent")
                                         for c in ("precision", "recall", "F1")})
-        right.plotly_chart(confusion_figure(result.metrics), key="tr_confusion")
-        show_mistakes(outcome.mistakes)
-    skipped = skipped_table(outcome.report)
+        right.plotly_chart(confusion_figure(report.validation), key=f"{key}_confusion")
+        show_mistakes(report)
+    skipped = skipped_table(report.skipped)
     st.subheader(f"Photos not used as they are ({len(skipped)})")
     if skipped.empty:
         st.caption("Every photo was readable and held exactly one face.")
