@@ -61,6 +61,15 @@ def barcode(page, index: int) -> dict:  # noqa: ANN001
     }""", index)
 
 
+def compare_with(page, upload, second: Path, verdict: str) -> list[dict]:  # noqa: ANN001
+    """Give ``second`` as photo 2, wait for ``verdict`` and the charts: the three barcodes drawn."""
+    upload.set_input_files(str(second))
+    page.get_by_text(verdict, exact=True).wait_for(timeout=MODEL_WAIT)
+    wait_for_charts(page, 3)
+    settle(page)
+    return [barcode(page, i) for i in range(3)]
+
+
 def step_image(page, photo_number: int, step: int):  # noqa: ANN001, ANN201
     """The <img> of one pipeline step, found by its caption."""
     return page.locator("[data-testid=stImage], [data-testid=stImageContainer]").filter(
@@ -110,11 +119,7 @@ def test_verify_pictures_and_calibration_mean_what_they_seem(page, live_app, art
     shots(page, "no_face", artifacts_dir)
 
     # The same photo against two others: the same barcode, on the same fixed ranges, with colour bars.
-    uploads.nth(1).set_input_files(str(photo("madonna", 1)))
-    page.get_by_text("Same person", exact=True).wait_for(timeout=MODEL_WAIT)
-    wait_for_charts(page, 3)
-    settle(page)
-    with_madonna = [barcode(page, i) for i in range(3)]
+    with_madonna = compare_with(page, uploads.nth(1), photo("madonna", 1), "Same person")
     assert all(b["type"] == "heatmap" and b["colorbar"] == 1 for b in with_madonna)
     assert (with_madonna[0]["zmin"], with_madonna[0]["zmax"]) == (-0.35, 0.35)
     assert (with_madonna[2]["zmin"], with_madonna[2]["zmax"]) == (0, 0.2)
@@ -124,11 +129,7 @@ def test_verify_pictures_and_calibration_mean_what_they_seem(page, live_app, art
     assert crop == (150, 150) and network_input[1] == 150 and network_input[0] > 3 * 150
     shots(page, "same_person", artifacts_dir)
 
-    uploads.nth(1).set_input_files(str(photo("elton_john", 0)))
-    page.get_by_text("Different people", exact=True).wait_for(timeout=MODEL_WAIT)
-    wait_for_charts(page, 3)
-    settle(page)
-    with_elton = [barcode(page, i) for i in range(3)]
+    with_elton = compare_with(page, uploads.nth(1), photo("elton_john", 0), "Different people")
     assert with_elton[0] == with_madonna[0], "photo 1 looks the same whatever it is compared with"
     assert (with_elton[2]["zmin"], with_elton[2]["zmax"]) == (with_madonna[2]["zmin"], with_madonna[2]["zmax"])
     assert np.mean(with_elton[2]["row"]) > np.mean(with_madonna[2]["row"])  # a louder difference for strangers
