@@ -198,16 +198,17 @@ def train_on_dataset(root: Path | str, pipeline: Pipeline, config: TrainConfig, 
     started = time.perf_counter()
     missing = set(EmbeddingCache().missing([r.path for r in dataset.images], pipeline.key))
     new = [r.path in missing for r in dataset.images]
-    pace = embedding_pace(pipeline.detector.name, pipeline.backbone.name)
+    pace_key = embedding_key(pipeline.detector.name, pipeline.backbone.name)
+    pace = measured(pace_key)
     if pace is not None and expect is not None and new:
         expect((sum(new) * pace.seconds_per_photo + (len(new) - sum(new)) * CACHED_SECONDS) / len(new))
     clock = _EmbeddingClock(new, progress)
     try:
         splits = embed_dataset(dataset.root, pipeline, progress=clock, should_stop=should_stop)
     except Stopped as exc:
-        clock.remember(embedding_key(pipeline.detector.name, pipeline.backbone.name))
+        clock.remember(pace_key)
         raise Cancelled(STOPPED_WHILE_EMBEDDING) from exc
-    clock.remember(embedding_key(pipeline.detector.name, pipeline.backbone.name))
+    clock.remember(pace_key)
     embedded = time.perf_counter()
     train = splits.get("train")
     if train is None or not train.paths:
