@@ -15,7 +15,8 @@ import pytest
 from tests.conftest import shared_dataset, wait_for_charts, workspace_of
 
 pytestmark = pytest.mark.browser
-expect = pytest.importorskip("playwright.sync_api").expect
+playwright = pytest.importorskip("playwright.sync_api")
+expect, PlaywrightTimeout = playwright.expect, playwright.TimeoutError
 
 PEOPLE = ("ben_afflek", "elton_john", "madonna")
 SPLIT_RATIOS = (0.70, 0.15, 0.15)  # the Builder's default sliders: validation 15 %, test 15 %
@@ -36,10 +37,25 @@ def settle(page, timeout: int = 60_000) -> None:  # noqa: ANN001 - a Playwright 
     page.wait_for_function(SETTLED, timeout=timeout)
 
 
-def choose(page, label: str, option: str) -> None:  # noqa: ANN001
-    """Open the visible select box called ``label`` (hidden tabs hold others) and click ``option`` exactly."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).filter(visible=True).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
+def choose(page, label: str, option: str, tries: int = 3) -> None:  # noqa: ANN001
+    """Open the visible select box called ``label`` (hidden tabs hold others) and click ``option`` exactly.
+
+    A click that lands while the page is still laying itself out (a rerun, a window resize) can leave the list
+    closed: the box is opened again, up to ``tries`` times, before the test fails.
+    """
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).filter(visible=True).first
+    item = page.get_by_role("option", name=option, exact=True)
+    for _ in range(tries):
+        settle(page)
+        box.click()
+        try:
+            item.wait_for(timeout=10_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
+        item.click()
+        return
+    raise AssertionError(f"the select box {label!r} never offered {option!r}")
 
 
 def type_into(page, label: str, text: str) -> None:  # noqa: ANN001
