@@ -72,7 +72,9 @@ def session_workspace() -> str:
 def detector(name: str, **settings: Any) -> Any:
     """The shared detector instance; the spinner shows only while the first session builds it."""
     with st.spinner("Loading the face detector…"):
-        return DETECTORS.get(name, **settings)
+        found = DETECTORS.get(name, **settings)
+        found.load()
+        return found
 
 
 def backbone(name: str) -> Any:

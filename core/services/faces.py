@@ -44,7 +44,7 @@ class CountResult:
 def count_cost(detector_name: str, photos: int) -> CountCost:
     """The expected cost of counting ``photos`` photos with ``detector_name``, from what was measured here."""
     pace = measured(detection_key(detector_name))
-    loading = not DETECTORS.built(detector_name)
+    loading = not (DETECTORS.built(detector_name) and DETECTORS.get(detector_name).loaded)
     declared = DETECTORS.entry(detector_name).factory.seconds_per_photo
     return CountCost(photos, pace.seconds_per_photo if pace else declared, pace.photos if pace else 0,
                      load_time(load_key("detector", detector_name)) if loading else None, loading)
@@ -53,9 +53,10 @@ def count_cost(detector_name: str, photos: int) -> CountCost:
 def count_dataset_faces(paths: Sequence[Path], detector_name: str, build: Callable[[str], Detector],
                         progress: Callable[[int, int], None] | None = None) -> CountResult:
     """Faces per photo with the shared detector (``build`` gets it, e.g. behind a spinner), timed and remembered."""
-    loading = not DETECTORS.built(detector_name)
+    loading = not (DETECTORS.built(detector_name) and DETECTORS.get(detector_name).loaded)
     started = time.perf_counter()
     detector = build(detector_name)
+    detector.load()
     built = time.perf_counter()
     if loading:
         record_load(load_key("detector", detector_name), built - started)

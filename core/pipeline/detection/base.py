@@ -13,6 +13,13 @@ import numpy as np
 from core.images import ImageError, downscale
 
 Point = tuple[float, float]
+CHUNK_PHOTOS = 16  # photos handed to one detect_many call (MTCNN batches the same-sized ones: 64 crops 2.5 → 0.4 s)
+CHUNK_PIXELS = 48_000_000  # decoded pixels one such call may hold (~140 MB): large photos make smaller chunks
+
+
+def chunk_full(images: Sequence[np.ndarray]) -> bool:
+    """Whether decoded photos waiting for :meth:`Detector.detect_many` are as many as one call should take."""
+    return len(images) >= CHUNK_PHOTOS or sum(image.shape[0] * image.shape[1] for image in images) >= CHUNK_PIXELS
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,15 @@ class Detector(ABC):
 
     def __init__(self, **settings: Any) -> None:
         self.settings = dict(sorted(settings.items()))
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory. A detector whose model is heavy builds it in :meth:`load`, on first use,
+        so a pass whose photos are all cached never loads it (MTCNN: TensorFlow, 4 of a cached embed's 6 s)."""
+        return True
+
+    def load(self) -> None:
+        """Build the model now (thread-safe, once); detection calls it. A no-op for detectors built whole."""
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in the image, largest first. No face is an empty list, never an error."""

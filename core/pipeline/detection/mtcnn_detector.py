@@ -37,10 +37,19 @@ class MtcnnDetector(Detector):
         if int(min_face_size) < 12:
             raise ValueError(f"mtcnn min_face_size must be at least 12 pixels (its smallest window), got {min_face_size}.")
         super().__init__(min_confidence=float(min_confidence), min_face_size=int(min_face_size))
-        from mtcnn import MTCNN
-
-        self._model = MTCNN()
+        self._model = None  # built by load(): TensorFlow and three networks, half a minute on a busy machine
         self._lock = threading.Lock()  # one TensorFlow model shared by every browser session
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is None:
+                from mtcnn import MTCNN
+
+                self._model = MTCNN()
 
     def _detect(self, image: np.ndarray) -> list[Face]:
         return self._detect_batch([image])[0]
@@ -75,6 +84,7 @@ class MtcnnDetector(Detector):
         if shrink < 1.0:
             images = [cv2.resize(image, (max(1, round(image.shape[1] * shrink)), max(1, round(image.shape[0] * shrink))),
                                  interpolation=cv2.INTER_AREA) for image in images]
+        self.load()
         with self._lock:
             found = self._model.detect_faces(
                 [np.ascontiguousarray(image) for image in images], fit_to_image=False,
