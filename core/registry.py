@@ -17,6 +17,11 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
+# Held while a plug-in imports TensorFlow or Keras on a thread of its own. Two threads importing TensorFlow at
+# once can take its modules' import locks in opposite orders, and Python then fails one import with "deadlock
+# detected" (seen when MTCNN loaded while dlib's Keras twin was built in the background).
+HEAVY_IMPORTS = threading.Lock()
+
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):

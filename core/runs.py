@@ -66,7 +66,8 @@ class RunReport:
 
     ``skipped``: per split, the photos not used as they are (see ``core.services.train.Report``);
     ``mistakes``: validation photos named wrongly, as {"photo" (relative to the dataset), "truth",
-    "predicted", "confidence"}. Runs saved before reports were kept have empty ones.
+    "predicted", "confidence"}; None when they were never listed (a run saved before training listed them
+    itself, or one whose listing failed: its notes say why). Runs saved before reports were kept have none.
     """
 
     info: RunInfo
@@ -77,7 +78,7 @@ class RunReport:
     validation: dict[str, Any] | None
     test: dict[str, Any] | None
     skipped: dict[str, dict[str, Any]]
-    mistakes: list[dict[str, Any]]
+    mistakes: list[dict[str, Any]] | None
     notes: list[str]
 
 
@@ -211,7 +212,7 @@ def save_run(result: TrainResult, config: TrainConfig, extras: dict[str, np.ndar
         _write_json(tmp / "config.json", config.to_dict())
         _write_json(tmp / "history.json", result.history)
         _write_json(tmp / "metrics.json", {"validation": result.metrics, "test": test_metrics})
-        _write_json(tmp / REPORT_FILE, {"skipped": skipped or {}, "mistakes": [], "notes": []})
+        _write_json(tmp / REPORT_FILE, {"skipped": skipped or {}, "notes": []})
         if arrays:
             np.savez(tmp / GALLERY_FILE, **arrays)
         _write_json(tmp / RUN_FILE, record)  # last: its presence marks a finished folder
@@ -243,13 +244,15 @@ def load_run(run_id: str) -> LoadedRun:
 
 
 def add_to_report(run_id: str, mistakes: list[dict[str, Any]] | None = None, notes: list[str] | None = None) -> None:
-    """Add what is found after saving (the validation mistakes need the saved run) to its report."""
+    """Add what is found after saving (the validation mistakes need the saved run) to its report; ``mistakes``
+    None leaves them unlisted."""
     path = _existing_run(run_id) / REPORT_FILE
     try:
         report = _read_json(path)
     except FileNotFoundError:
         report = {}
-    report["mistakes"] = [*report.get("mistakes", []), *(mistakes or [])]
+    if mistakes is not None:
+        report["mistakes"] = [*(report.get("mistakes") or []), *mistakes]
     report["notes"] = [*report.get("notes", []), *(notes or [])]
     _write_json(path, report)
 
@@ -264,7 +267,7 @@ def load_report(run_id: str) -> RunReport:
         return RunReport(info, str(run_config(info).get("dataset", "")), _read_json(path / "history.json"),
                          int(record.get("best_epoch", 0)), [str(w) for w in record.get("warnings", [])],
                          metrics.get("validation"), metrics.get("test"), dict(report.get("skipped", {})),
-                         list(report.get("mistakes", [])), [str(n) for n in report.get("notes", [])])
+                         None if report.get("mistakes") is None else list(report["mistakes"]), [str(n) for n in report.get("notes", [])])
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"run {run_id} is incomplete or was deleted while loading ({exc}).") from exc
     except (KeyError, TypeError, AttributeError) as exc:

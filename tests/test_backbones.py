@@ -350,7 +350,7 @@ def private_pool(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(_dlib_pool, "_pools", {})
     monkeypatch.setenv(_dlib_pool.WORKERS_ENV, "2")
-    backbone = DlibResNet(flip_average=False)
+    backbone = DlibResNet(flip_average=False, engine="dlib")
     pool = _dlib_pool.pool_for(backbone._path)
     yield backbone, pool
     pool.close()

@@ -4,6 +4,8 @@ conversion done once per file, and the backbone's "keras" engine."""
 from __future__ import annotations
 
 import math
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,50 @@ def test_engine_choices_are_checked() -> None:
         DlibResNet(engine="tensorflow")
     with pytest.raises(ValueError, match="num_jitters"):
         DlibResNet(engine="keras", num_jitters=2)
+
+
+def test_auto_engine_takes_the_twin_for_batches_and_dlib_for_a_few_chips_without_keras(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: the twin describes 25× faster on a CPU, but building it (or importing Keras) for a two-photo
+    verification costs more than it saves; once it is built it takes everything, except the jitter only dlib has."""
+    from core.pipeline.backbones import _dlib_keras, dlib_resnet
+    from core.pipeline.backbones.dlib_resnet import KERAS_FROM_CHIPS, DlibResNet
+
+    auto = DlibResNet()
+    assert auto.engine == "auto"
+    monkeypatch.setattr(_dlib_keras, "_shared", {})  # the twin not built yet in this process
+    assert auto._engine_for(KERAS_FROM_CHIPS) == "keras"
+    assert auto._engine_for(KERAS_FROM_CHIPS - 1) == "dlib"
+    monkeypatch.setattr(_dlib_keras, "_shared", {auto._path.resolve(): object()})
+    assert auto._engine_for(2) == "keras"
+    assert DlibResNet(num_jitters=2)._engine_for(64) == "dlib"
+    assert DlibResNet(engine="dlib")._engine_for(64) == "dlib"
+    monkeypatch.delitem(sys.modules, "core.pipeline.backbones._dlib_keras")
+    monkeypatch.setattr(dlib_resnet.importlib.util, "find_spec", lambda name: None)
+    assert auto._engine_for(64) == "dlib"  # no Keras installed: dlib's workers do everything
+
+
+def test_warm_starts_what_the_description_will_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few faces: dlib's workers start; many: the twin builds on a background thread while detection goes on."""
+    from core.pipeline.backbones import _dlib_keras, dlib_resnet
+    from core.pipeline.backbones.dlib_resnet import DlibResNet
+
+    auto = DlibResNet()
+    monkeypatch.setattr(_dlib_keras, "_shared", {})
+    built, workers = threading.Event(), []
+    monkeypatch.setattr(_dlib_keras, "shared_network", lambda path=None: built.set())
+    monkeypatch.setattr(dlib_resnet._dlib_pool, "pool_for", workers.append)
+    auto.warm(1)
+    assert workers == [auto._path] and not built.is_set()
+    auto.warm(16)
+    assert built.wait(10) and workers == [auto._path]
+
+
+def test_auto_engine_gives_dlibs_descriptors(chips: np.ndarray) -> None:
+    from core.pipeline.backbones.dlib_resnet import DlibResNet
+
+    subset = np.ascontiguousarray(chips[:6])
+    assert np.abs(DlibResNet().embed(subset) - DlibResNet(engine="dlib").embed(subset)).max() < 1e-4
 
 
 # --- the model ----------------------------------------------------------------------------------

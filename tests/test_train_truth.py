@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core import runs as run_store
 from core.pipeline import throughput
 from core.pipeline.detection import DETECTORS
+from core.services import train as train_service
 from core.services.faces import count_cost, count_dataset_faces
 from core.services.jobs import exact_duration
 from core.services.train import estimate, start_training, timing_summary, train_on_dataset
@@ -104,6 +105,32 @@ def test_a_runs_report_reopens_with_curves_metrics_skipped_photos_mistakes_and_t
     assert str(root) not in saved, "the report names photos relative to the dataset: no server path leaves"
 
 
+def two_person_photos(root: Path) -> Path:
+    """ann and bob, one of ann's validation photos blue like bob's: the centroid head names it bob."""
+    return solid_photos(root, {"train": {"ann": [RED] * 3, "bob": [BLUE] * 3},
+                               "validation": {"ann": [RED, BLUE], "bob": [BLUE]}})
+
+
+def run_with_unlisted_mistakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A run saved while listing its mistakes failed (the dataset went away meanwhile)."""
+
+    def fails(*_: object) -> list:
+        raise OSError("the dataset went away")
+
+    monkeypatch.setattr(train_service, "validation_mistakes", fails)
+    return train_on_dataset(two_person_photos(tmp_path / "gone"), fake_pipeline(), TrainConfig(head="centroid")).info.id
+
+
+def test_a_run_trained_without_the_page_lists_its_mistakes_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI trains through train_on_dataset alone: its runs reopen with their mistakes, and a listing that failed
+    is saved as "not listed", never as an empty list the page would read as "every photo named right"."""
+    outcome = train_on_dataset(two_person_photos(tmp_path / "ds"), fake_pipeline(), TrainConfig(head="centroid"))
+    assert [m["photo"] for m in run_store.load_report(outcome.info.id).mistakes] == ["validation/ann/1.png"]
+    report = run_store.load_report(run_with_unlisted_mistakes(tmp_path, monkeypatch))
+    assert report.mistakes is None
+    assert report.notes == ["The misclassified validation photos could not be listed: the dataset went away"]
+
+
 # --- the pages (AppTest) ------------------------------------------------------------------------------------------
 
 
@@ -176,3 +203,15 @@ def test_counting_faces_measures_its_pace_and_the_detector_build(tmp_path: Path,
     assert throughput.load_time(throughput.load_key("detector", "haar")) == pytest.approx(counted.load_seconds, abs=0.01)
     monkeypatch.setattr(DETECTORS, "_instances", {})  # the server restarted: the build is expected again, as measured
     assert count_cost("haar", 10).load_seconds == pytest.approx(counted.load_seconds, abs=0.01)
+
+
+
+@pytest.mark.usefixtures("workspace")
+def test_a_run_whose_mistakes_were_not_listed_says_so_instead_of_praising_it(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    at = train_page_at(run=run_with_unlisted_mistakes(tmp_path, monkeypatch))
+    at.toggle(key="tr_run_report").set_value(True).run()
+    assert not at.exception
+    assert "Misclassified validation photos" in [h.value for h in at.subheader]
+    assert "Not listed for this run (its notes say why)." in [i.value for i in at.info]
+    assert not any("named right" in s.value for s in at.success)

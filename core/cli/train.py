@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": result.epochs_run, "best_epoch": result.best_epoch + 1, "seconds": round(result.seconds, 2),
         "stopped": result.stopped, "skipped": report, "warnings": result.warnings,
         "timings": {phase: round(seconds, 2) for phase, seconds in job.outcome.timings.items()},
+        "validation_mistakes": [{"photo": str(m.path), "truth": m.truth, "predicted": m.predicted,
+                                 "confidence": round(m.confidence, 4)} for m in job.outcome.mistakes],
+        "notes": job.outcome.notes,
     }
     pct = lambda v: "n/a" if v is None else f"{v:.1%}"  # noqa: E731
     lines = [f"saved run {info.id} ({info.name})",
@@ -115,6 +118,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lines.append(f"  skipped (no face, {split}): {photo}")
         for photo, error in entry["errors"].items():
             lines.append(f"  skipped (unreadable, {split}): {photo}: {error}")
-    lines += [f"  note: {w}" for w in result.warnings]
+    lines += [f"  validation mistake: {m.path.name} is {m.truth}, named {m.predicted} ({m.confidence:.0%})"
+              for m in job.outcome.mistakes]
+    lines += [f"  note: {w}" for w in [*result.warnings, *job.outcome.notes]]
     out["text"] = "\n".join(lines)
     return out

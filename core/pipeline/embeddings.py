@@ -231,6 +231,7 @@ class Pipeline:
         Only the ``limits().max_faces`` largest faces are aligned and embedded (a tiled photo of 49 faces
         took 23 s, and nothing on a page reads 49 faces of one photo); those are then ordered by ``face_choice``.
         """
+        self.backbone.warm(len(images))  # loads beside the detection (a photo usually shows one face)
         cap = limits().max_faces
         cut = self.backbone.align if self.crop == DEFAULT_CROP else self.backbone.box_crop
         return [([(face, cut(image, face, rotate=self.align, keep_steps=keep_steps))

@@ -259,7 +259,27 @@ def train_on_dataset(root: Path | str, pipeline: Pipeline, config: TrainConfig, 
     timings = {"embedding": embedded - started, "training": trained - embedded, "evaluating": ended - trained,
                "total": ended - started}
     info = save_run(result, config, extras, name=name, test_metrics=test_metrics, skipped=report, timings=timings)
-    return TrainOutcome(info, result, report, timings=timings)
+    outcome = TrainOutcome(info, result, report, timings=timings)
+    _list_mistakes(outcome, pipeline, dataset.root)
+    return outcome
+
+
+def _list_mistakes(outcome: TrainOutcome, pipeline: Pipeline, root: Path) -> None:
+    """Find the validation photos the saved run names wrongly and keep them in its report (the page and the CLI
+    show them; a run reopened later shows them too). When that fails the run stays saved and its notes say why."""
+    try:
+        outcome.mistakes = validation_mistakes(outcome.info.id, pipeline, root)
+        listed: list[dict[str, Any]] | None = [
+            {"photo": mistake.path.relative_to(root).as_posix() if mistake.path.is_relative_to(root)
+             else mistake.path.name, "truth": mistake.truth, "predicted": mistake.predicted,
+             "confidence": mistake.confidence} for mistake in outcome.mistakes]
+    except (ValueError, RuntimeError, OSError) as exc:
+        outcome.notes.append(f"The misclassified validation photos could not be listed: {exc}")
+        listed = None
+    try:
+        add_to_report(outcome.info.id, notes=outcome.notes, mistakes=listed)
+    except (ValueError, OSError) as exc:  # the run is saved; only its reopened report lacks the mistakes
+        outcome.notes.append(f"The mistakes could not be added to the run's saved report: {exc}")
 
 
 def validation_mistakes(run_id: str, pipeline: Pipeline, root: Path | str) -> list[Mistake]:
@@ -305,27 +325,14 @@ class TrainJob(Job[TrainOutcome]):
 
 
 def start_training(root: Path | str, pipeline: Pipeline, config: TrainConfig, name: str | None = None) -> TrainJob:
-    """Train in the background (embedding → training → evaluating) and list the validation mistakes.
+    """Train in the background (embedding → training → evaluating, the validation mistakes listed).
 
     The caller refuses what it can first (:func:`check_trainable`, ``config.validate()``, ``check_run_name``), before
     building the pipeline's models; whatever goes wrong later ends the job with a clear message.
     """
 
     def work(job: TrainJob) -> TrainOutcome:
-        outcome = train_on_dataset(root, pipeline, config, progress=job.progress, on_epoch=job.on_epoch,
-                                   should_stop=job.should_stop, on_phase=job.enter, name=name, expect=job.expect)
-        try:
-            outcome.mistakes = validation_mistakes(outcome.info.id, pipeline, root)
-        except (ValueError, RuntimeError, OSError) as exc:
-            outcome.notes.append(f"The misclassified validation photos could not be listed: {exc}")
-        dataset = Path(config.dataset)
-        try:
-            add_to_report(outcome.info.id, notes=outcome.notes, mistakes=[
-                {"photo": mistake.path.relative_to(dataset).as_posix() if mistake.path.is_relative_to(dataset)
-                 else mistake.path.name, "truth": mistake.truth, "predicted": mistake.predicted,
-                 "confidence": mistake.confidence} for mistake in outcome.mistakes])
-        except (ValueError, OSError) as exc:  # the run is saved; only its reopened report lacks the mistakes
-            outcome.notes.append(f"The mistakes could not be added to the run's saved report: {exc}")
-        return outcome
+        return train_on_dataset(root, pipeline, config, progress=job.progress, on_epoch=job.on_epoch,
+                                should_stop=job.should_stop, on_phase=job.enter, name=name, expect=job.expect)
 
     return TrainJob(config).start(work, name="facelab-train")

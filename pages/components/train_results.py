@@ -81,6 +81,11 @@ def skipped_table(report: Report) -> pd.DataFrame:
 def show_mistakes(report: RunReport) -> None:
     """The validation photos the run named wrongly, from the dataset's folder (a warning when a photo is gone)."""
     mistakes = report.mistakes
+    if mistakes is None or not report.skipped.get("validation", {}).get("used"):
+        st.subheader("Misclassified validation photos")
+        st.info("Not listed for this run (its notes say why)." if mistakes is None
+                else "The dataset has no validation photo with a face: there is nothing to list.")
+        return
     st.subheader(f"Misclassified validation photos ({len(mistakes)})")
     if not mistakes:
         st.success("Every validation photo with a face was named right.")

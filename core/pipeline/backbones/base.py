@@ -58,6 +58,13 @@ class Backbone(ABC):
     def cache_key(self) -> str:
         return f"{self.name}:{self.weights_id}"
 
+    def warm(self, faces: int) -> None:
+        """About ``faces`` faces are coming: start loading, in the background, what describing them will use.
+
+        Called by the pipeline as it starts detecting, so the model loads while the detector works; a no-op for
+        backbones that load whole when built.
+        """
+
     def align(self, image: np.ndarray, face: Face, rotate: bool = True, keep_steps: bool = False) -> AlignedFace:
         """This backbone's own crop at its input size, eyes levelled when ``rotate``.
 

@@ -9,7 +9,10 @@ padding. Its embeddings are only good on such chips, so this backbone overrides
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import math
+import sys
 import threading
 import time
 from types import MappingProxyType
@@ -24,11 +27,12 @@ from core.pipeline.backbones._dlib_dat import BLOCKS, DLIB_MEAN_RGB, model_path
 from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection._dlib_landmarks import dlib_unavailable_reason, shape_for
 from core.pipeline.detection.base import Face, check_rgb, order_eyes
-from core.registry import Entry
+from core.registry import HEAVY_IMPORTS, Entry
 
 if TYPE_CHECKING:
     import keras
 
+log = logging.getLogger(__name__)
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 BATCH_SIZE = 32
@@ -42,6 +46,12 @@ weight_files.register(weight_files.WeightFile(
 # dlib documents 0.6 as the euclidean threshold for its ResNet face descriptors.
 DLIB_EUCLIDEAN_THRESHOLD = 0.6
 ENGINES = ("dlib", "keras")
+# engine="auto": the Keras twin from this many chips (mirrors included) on, or whenever it is built already.
+# On 2 cores it describes 115–131 photos/s against dlib-bin's 4–5 (BENCHMARKS.md): embedding glint360k's 458
+# photos with MTCNN took 37.7 s with dlib's workers and 8.9 s with the twin, TensorFlow's import included. A
+# verification of two photos (4 chips) stays on dlib's workers until the twin exists: building it (and, the first
+# time, converting dlib's file) costs more than it saves there, and without MTCNN it would import TensorFlow.
+KERAS_FROM_CHIPS = 8
 
 
 class DlibResNet(Backbone):
@@ -53,9 +63,10 @@ class DlibResNet(Backbone):
     3.32 % to 2.92 % and raised the AUC from 0.9957 to 0.9967 (benchmarks/bench_verification.py)
     for one extra descriptor per face.
 
-    One network, two engines: ``engine="dlib"`` (the default) runs dlib's C++ in worker processes,
+    One network, two engines: ``engine="dlib"`` runs dlib's C++ in worker processes,
     ``engine="keras"`` the Keras twin read from the same .dat (:mod:`._dlib_keras`), in batches in
-    this process, which is also the network :meth:`finetune_network` hands out.
+    this process, which is also the network :meth:`finetune_network` hands out. ``engine="auto"``
+    (the default) picks per call (:data:`KERAS_FROM_CHIPS`); both give the same descriptors to 1e-4.
     """
 
     name = "dlib-resnet"
@@ -89,13 +100,13 @@ class DlibResNet(Backbone):
     finetune_defaults = MappingProxyType({"epochs": 12, "batch_size": 16, "warmup_epochs": 4, "finetune_blocks": 0,
                                           "learning_rate": 0.1, "finetune_learning_rate": 1e-4})
 
-    def __init__(self, num_jitters: int = 0, flip_average: bool = True, engine: str = "dlib") -> None:
+    def __init__(self, num_jitters: int = 0, flip_average: bool = True, engine: str = "auto") -> None:
         import dlib  # noqa: F401 - fail here, with the registry's message, when dlib is missing (it cuts the chips)
 
         if int(num_jitters) != num_jitters or num_jitters < 0:
             raise ValueError(f"num_jitters must be a whole number ≥ 0, got {num_jitters}")
-        if engine not in ENGINES:
-            raise ValueError(f"unknown dlib-resnet engine '{engine}'; choose one of: {', '.join(ENGINES)}")
+        if engine not in ("auto", *ENGINES):
+            raise ValueError(f"unknown dlib-resnet engine '{engine}'; choose one of: auto, {', '.join(ENGINES)}")
         if engine == "keras" and num_jitters:
             raise ValueError("num_jitters needs engine='dlib': the random jitter is dlib's own.")
         self.num_jitters = int(num_jitters)
@@ -105,8 +116,28 @@ class DlibResNet(Backbone):
         self._weights_id = weight_files.sha256_of(self._path)[:16]
         self._model: Any = None  # in-process copy, loaded only when there are no worker processes
         self._lock = threading.Lock()
+        self._twin_loading: threading.Thread | None = None
         if engine == "dlib":
             _dlib_pool.pool_for(self._path)  # start the workers now: they load the model while the app goes on
+
+    def warm(self, faces: int) -> None:
+        """Start what describing ``faces`` faces will use: dlib's workers, or the Keras twin on a background thread
+        (importing TensorFlow beside dlib's HOG detector, or building the twin while MTCNN detects)."""
+        if self._engine_for(faces * (2 if self.flip_average else 1)) == "dlib":
+            _dlib_pool.pool_for(self._path)
+            return
+        with self._lock:
+            if self._twin_loading is None:
+                self._twin_loading = threading.Thread(target=self._load_twin, name="facelab-dlib-twin", daemon=True)
+                self._twin_loading.start()
+
+    def _load_twin(self) -> None:
+        try:
+            with HEAVY_IMPORTS:
+                from core.pipeline.backbones import _dlib_keras  # lazy: it imports Keras (the dlib engine never does)
+            _dlib_keras.shared_network(self._path)
+        except Exception:  # noqa: BLE001 - only a head start: the first description builds it again and says why
+            log.debug("building dlib's Keras twin ahead of time failed", exc_info=True)
 
     def cache_key(self) -> str:
         # The same for both engines: their descriptors agree to 1e-4 (tests/test_dlib_keras.py, on real chips),
@@ -160,7 +191,7 @@ class DlibResNet(Backbone):
 
     def _describe(self, chips: np.ndarray) -> np.ndarray:
         """Descriptors of (N, 150, 150, 3) chips: the Keras twin's, or dlib's in the worker processes when there are any."""
-        if self.engine == "keras":
+        if self._engine_for(len(chips)) == "keras":
             from core.pipeline.backbones import _dlib_keras  # lazy: it imports Keras, which the dlib engine never needs
 
             return _dlib_keras.embed(chips, self._path)
@@ -173,6 +204,17 @@ class DlibResNet(Backbone):
             except RuntimeError as exc:
                 _dlib_pool.give_up(self._path, exc)
         return self._describe_here(chips)
+
+    def _engine_for(self, chips: int) -> str:
+        """The engine that describes ``chips`` chips now (see :data:`KERAS_FROM_CHIPS` for "auto")."""
+        if self.engine != "auto":
+            return self.engine
+        if self.num_jitters:
+            return "dlib"  # the random jitter is dlib's own
+        twin = sys.modules.get("core.pipeline.backbones._dlib_keras")  # never imported here: it imports Keras
+        if self._path.resolve() in getattr(twin, "_shared", {}):  # (another thread may be importing it right now)
+            return "keras"
+        return "keras" if chips >= KERAS_FROM_CHIPS and importlib.util.find_spec("keras") is not None else "dlib"
 
     def _describe_here(self, chips: np.ndarray) -> np.ndarray:
         """One dlib call per chip in this process, yielding between calls.

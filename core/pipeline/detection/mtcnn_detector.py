@@ -14,7 +14,7 @@ import numpy as np
 
 from core.pipeline.detection import DETECTORS
 from core.pipeline.detection.base import BoxMap, Detector, Face, order_eyes
-from core.registry import Entry
+from core.registry import HEAVY_IMPORTS, Entry
 
 PYRAMID_MIN_FACE = 20  # the largest min_face_size the mtcnn package's pyramid handles on any image size
 
@@ -47,7 +47,8 @@ class MtcnnDetector(Detector):
     def load(self) -> None:
         with self._lock:
             if self._model is None:
-                from mtcnn import MTCNN
+                with HEAVY_IMPORTS:
+                    from mtcnn import MTCNN
 
                 self._model = MTCNN()
 
