@@ -246,9 +246,9 @@ class Pipeline:
         cached pass never loads the detector's network. The others are detected in chunks (MTCNN runs
         same-sized photos as one batch: 64 glint crops 2.5 s → 0.4 s) and their faces embedded in
         batches across photos on a background thread, while the next chunk is detected. Unusable
-        photos get ``error`` set and the rest go on. ``should_stop()`` is asked before each photo:
-        when true, the faces found so far are embedded and cached (not lost to the stop) and
-        :class:`Stopped` is raised.
+        photos get ``error`` set and the rest go on. ``should_stop()`` is asked before each photo is
+        read: when true, the photos read so far are detected, embedded and cached (not lost to the
+        stop; a stop waits for one chunk at most) and :class:`Stopped` is raised.
         """
         cache = cache if cache is not None else EmbeddingCache()
         total = len(sources)

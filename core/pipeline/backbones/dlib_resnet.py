@@ -15,7 +15,7 @@ import math
 import sys
 import threading
 import time
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -133,9 +133,7 @@ class DlibResNet(Backbone):
 
     def _load_twin(self) -> None:
         try:
-            with HEAVY_IMPORTS:
-                from core.pipeline.backbones import _dlib_keras  # lazy: it imports Keras (the dlib engine never does)
-            _dlib_keras.shared_network(self._path)
+            _twin().shared_network(self._path)
         except Exception:  # noqa: BLE001 - only a head start: the first description builds it again and says why
             log.debug("building dlib's Keras twin ahead of time failed", exc_info=True)
 
@@ -192,9 +190,7 @@ class DlibResNet(Backbone):
     def _describe(self, chips: np.ndarray) -> np.ndarray:
         """Descriptors of (N, 150, 150, 3) chips: the Keras twin's, or dlib's in the worker processes when there are any."""
         if self._engine_for(len(chips)) == "keras":
-            from core.pipeline.backbones import _dlib_keras  # lazy: it imports Keras, which the dlib engine never needs
-
-            return _dlib_keras.embed(chips, self._path)
+            return _twin().embed(chips, self._path)
         pool = _dlib_pool.pool_for(self._path)
         if pool is not None:
             try:
@@ -251,9 +247,15 @@ class DlibResNet(Backbone):
 
     def finetune_network(self) -> keras.Model:
         """A new Keras twin of the network (raw 0–255 RGB chips in, the 128-d "descriptor" out) to fine-tune."""
-        from core.pipeline.backbones import _dlib_keras  # lazy: it imports Keras (the Dataset page must not load it)
+        return _twin().network(self._path)
 
-        return _dlib_keras.network(self._path)
+
+def _twin() -> ModuleType:
+    """The Keras twin's module, imported on first use (it imports Keras, which the dlib engine never needs) under
+    HEAVY_IMPORTS: the twin may be built on a background thread while the detector imports TensorFlow."""
+    with HEAVY_IMPORTS:
+        from core.pipeline.backbones import _dlib_keras  # lazy: it imports Keras (the Dataset page must not load it)
+    return _dlib_keras
 
 
 def _available() -> str | None:
