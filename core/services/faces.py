@@ -41,10 +41,15 @@ class CountResult:
     count_seconds: float
 
 
+def _not_loaded(detector_name: str) -> bool:
+    """Whether counting would first load the detector's model (never builds it to find out)."""
+    return not (DETECTORS.built(detector_name) and DETECTORS.get(detector_name).loaded)
+
+
 def count_cost(detector_name: str, photos: int) -> CountCost:
     """The expected cost of counting ``photos`` photos with ``detector_name``, from what was measured here."""
     pace = measured(detection_key(detector_name))
-    loading = not (DETECTORS.built(detector_name) and DETECTORS.get(detector_name).loaded)
+    loading = _not_loaded(detector_name)
     declared = DETECTORS.entry(detector_name).factory.seconds_per_photo
     return CountCost(photos, pace.seconds_per_photo if pace else declared, pace.photos if pace else 0,
                      load_time(load_key("detector", detector_name)) if loading else None, loading)
@@ -53,7 +58,7 @@ def count_cost(detector_name: str, photos: int) -> CountCost:
 def count_dataset_faces(paths: Sequence[Path], detector_name: str, build: Callable[[str], Detector],
                         progress: Callable[[int, int], None] | None = None) -> CountResult:
     """Faces per photo with the shared detector (``build`` gets it, e.g. behind a spinner), timed and remembered."""
-    loading = not (DETECTORS.built(detector_name) and DETECTORS.get(detector_name).loaded)
+    loading = _not_loaded(detector_name)
     started = time.perf_counter()
     detector = build(detector_name)
     detector.load()
