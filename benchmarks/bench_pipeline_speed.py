@@ -39,33 +39,26 @@ for path in sorted(p for p in Path(sys.argv[1]).rglob("*") if p.suffix.lower() i
     face_recognition.face_encodings(image, face_recognition.face_locations(image, model="hog"))
 """
 PEER_VERIFY = """
-import sys
-import face_recognition
-a, b = (face_recognition.face_encodings(face_recognition.load_image_file(p))[0] for p in sys.argv[1:3])
-print(face_recognition.face_distance([a], b)[0] < 0.6)
-"""
-WARM_FACELAB = """
-import sys, time
-from core import api
-api.verify(sys.argv[1], sys.argv[2])
-times = []
-for _ in range(5):
-    start = time.perf_counter(); api.verify(sys.argv[1], sys.argv[2]); times.append(time.perf_counter() - start)
-print(sorted(times)[2])
-"""
-WARM_PEER = """
 import sys, time
 import face_recognition
 def verify():
     a, b = (face_recognition.face_encodings(face_recognition.load_image_file(p))[0] for p in sys.argv[1:3])
     return face_recognition.face_distance([a], b)[0] < 0.6
+"""
+FACELAB_VERIFY = """
+import sys, time
+from core import api
+def verify():
+    return api.verify(sys.argv[1], sys.argv[2])
+"""
+ONCE = "print(verify())\n"  # a cold process: one verification
+WARM = """
 verify()
 times = []
 for _ in range(5):
     start = time.perf_counter(); verify(); times.append(time.perf_counter() - start)
 print(sorted(times)[2])
-"""
-
+"""  # the median of 5 verifications after a first one loaded the models
 
 def timed(command: list[str], cwd: Path, home: Path) -> tuple[float, str]:
     """Wall seconds of one process, and its standard output (it must succeed)."""
@@ -117,11 +110,11 @@ def main() -> None:
         for label, checkout in checkouts.items():
             with tempfile.TemporaryDirectory() as home:
                 add(f"verify|cold|{label}", timed([python, "-m", "core", "verify", *pair], checkout, Path(home))[0])
-                add(f"verify|warm|{label}", float(timed([python, "-c", WARM_FACELAB, *pair], checkout, Path(home))[1]))
+                add(f"verify|warm|{label}", float(timed([python, "-c", FACELAB_VERIFY + WARM, *pair], checkout, Path(home))[1]))
         if peer:
             with tempfile.TemporaryDirectory() as home:
-                add("verify|cold|face_recognition", timed([python, "-c", PEER_VERIFY, *pair], ROOT, Path(home))[0])
-                add("verify|warm|face_recognition", float(timed([python, "-c", WARM_PEER, *pair], ROOT, Path(home))[1]))
+                add("verify|cold|face_recognition", timed([python, "-c", PEER_VERIFY + ONCE, *pair], ROOT, Path(home))[0])
+                add("verify|warm|face_recognition", float(timed([python, "-c", PEER_VERIFY + WARM, *pair], ROOT, Path(home))[1]))
 
     median = {name: statistics.median(values) for name, values in results.items()}
     print(f"| job | {' | '.join(checkouts)} | face_recognition | now vs baseline | now vs face_recognition |")

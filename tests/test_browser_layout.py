@@ -14,13 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PAGE_WORKSPACE, wait_for_charts
-from tests.test_browser_journey import MODEL_WAIT, choose, metric, screenshot, settle
+from tests.test_browser_journey import MODEL_WAIT, PlaywrightTimeout, choose, expect, metric, screenshot, settle
 from tests.test_browser_predict import server_with_run  # noqa: F401 - the module's one trained run (a fixture)
 from tests.test_browser_verify import photo
 
 pytestmark = pytest.mark.browser
-playwright = pytest.importorskip("playwright.sync_api")
-expect, PlaywrightTimeout = playwright.expect, playwright.TimeoutError
 
 VIEWPORTS = ((800, 900), (1280, 720), (1400, 900))  # a narrow window, a projector, a desktop
 MIN_MAIN_WIDTH = 480  # px of content the main column keeps at 800 px

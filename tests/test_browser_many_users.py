@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED_DATASETS, shared_dataset, workspace_of
-from tests.test_browser_journey import MODEL_WAIT, PHOTOS, choose, expect, metric, settle, type_into
+from tests.test_browser_journey import MODEL_WAIT, PHOTOS, PlaywrightTimeout, choose, expect, metric, settle, type_into
 
 pytestmark = pytest.mark.browser
-PlaywrightTimeout = pytest.importorskip("playwright.sync_api").TimeoutError
 
 RESPONSIVE_S = 60  # a generous bound (a frozen server would take minutes) for another user's page while training runs, not a speed target
 EPOCHS = 5000  # the form's maximum, with batches of one photo: training outlasts the other users' visits

@@ -339,11 +339,14 @@ class _Describer:
         those that do not fill a batch stay there for the next call unless this is the ``last``."""
         self.wait()
         batches: list[list[tuple[ImageResult, str, list[np.ndarray]]]] = [[]]
+        size = 0  # crops in the last batch
         for item in faces:
-            if sum(len(crops) for _, _, crops in batches[-1]) >= batch_size:
+            if size >= batch_size:
                 batches.append([])
+                size = 0
             batches[-1].append(item)
-        if not last and sum(len(crops) for _, _, crops in batches[-1]) < batch_size:
+            size += len(item[2])
+        if not last and size < batch_size:
             faces[:] = batches.pop()
         else:
             faces.clear()
