@@ -46,25 +46,6 @@ def _kept_param(param: str, key: str) -> str | None:
     return st.session_state.get(key)
 
 
-def keep_models_between_runs() -> None:
-    """Stop Streamlit from resetting Keras after every script run.
-
-    Streamlit ends each run with ``keras.backend.clear_session()`` (for scripts that build a model on every
-    run): a full garbage collection and TensorFlow's kernel cache, 0.21–0.27 s holding the GIL here, process-wide.
-    FaceLab builds its models once per process and shares them, so one user's rerun (a trainer's progress redraws
-    every second) reset Keras under every other user's detection and training and slowed their pages. FaceLab
-    draws no matplotlib figures, the hook's only other concern, so the hook becomes a no-op.
-    """
-    from streamlit.runtime.scriptrunner import script_runner
-
-    if hasattr(script_runner, "_clean_problem_modules"):
-        script_runner._clean_problem_modules = _keep_state
-
-
-def _keep_state() -> None:
-    """What Streamlit's end-of-run clean-up does in FaceLab: nothing (see :func:`keep_models_between_runs`)."""
-
-
 def session_workspace() -> str:
     """Make this session's workspace current for this script or fragment run, and return its id.
 

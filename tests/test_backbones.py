@@ -333,10 +333,10 @@ def test_dlib_identity(dlib_resnet) -> None:
 
 
 def test_worker_processes_give_the_in_process_descriptors(dlib_resnet, celebrity_faces) -> None:
-    from core.pipeline.backbones import _dlib_pool
+    from core.pipeline import _dlib_pool
 
     chips = np.stack([dlib_resnet.align(image, face).crop for image, face in celebrity_faces["madonna"]])
-    pool = _dlib_pool.pool_for(dlib_resnet._path)
+    pool = _dlib_pool.pool_for(dlib_resnet._job)
     assert pool is not None and len(pool._workers) == _dlib_pool.worker_count() >= 1
     np.testing.assert_array_equal(pool.describe(chips, 0), dlib_resnet._describe_here(chips))
     assert pool.describe(chips[:1], 0).shape == (1, 128)  # fewer chips than workers
@@ -345,13 +345,13 @@ def test_worker_processes_give_the_in_process_descriptors(dlib_resnet, celebrity
 @pytest.fixture
 def private_pool(monkeypatch: pytest.MonkeyPatch):
     """A dlib backbone with its own pool of two workers (not the session's), closed afterwards."""
-    from core.pipeline.backbones import _dlib_pool
+    from core.pipeline import _dlib_pool
     from core.pipeline.backbones.dlib_resnet import DlibResNet
 
     monkeypatch.setattr(_dlib_pool, "_pools", {})
     monkeypatch.setenv(_dlib_pool.WORKERS_ENV, "2")
     backbone = DlibResNet(flip_average=False, engine="dlib")
-    pool = _dlib_pool.pool_for(backbone._path)
+    pool = _dlib_pool.pool_for(backbone._job)
     yield backbone, pool
     pool.close()
 
@@ -361,7 +361,7 @@ def pids(pool) -> list[int]:
 
 
 def test_a_dead_worker_is_restarted(private_pool, celebrity_faces) -> None:
-    from core.pipeline.backbones import _dlib_pool
+    from core.pipeline import _dlib_pool
 
     backbone, pool = private_pool
     chips = np.stack([backbone.align(image, face).crop for image, face in celebrity_faces["elton_john"][:2]])
@@ -371,7 +371,7 @@ def test_a_dead_worker_is_restarted(private_pool, celebrity_faces) -> None:
         worker.process.kill()
         worker.process.wait()
     np.testing.assert_array_equal(backbone.embed(chips), expected)  # this request: computed in-process
-    assert _dlib_pool.pool_for(backbone._path) is pool  # not given up for the life of the server …
+    assert _dlib_pool.pool_for(backbone._job) is pool  # not given up for the life of the server …
     assert not set(pids(pool)) & set(killed) and all(w.process.poll() is None for w in pool._workers)
     np.testing.assert_array_equal(pool.describe(chips, 0), expected)  # … the fresh workers answer
 
@@ -379,7 +379,7 @@ def test_a_dead_worker_is_restarted(private_pool, celebrity_faces) -> None:
 def test_a_stalled_worker_is_killed_and_restarted(private_pool, celebrity_faces,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGSTOP used to hang embedding in every session forever; now the request falls back after its deadline."""
-    from core.pipeline.backbones import _dlib_pool
+    from core.pipeline import _dlib_pool
 
     backbone, pool = private_pool
     chips = np.stack([backbone.align(image, face).crop for image, face in celebrity_faces["elton_john"][:4]])
@@ -398,15 +398,15 @@ def test_a_stalled_worker_is_killed_and_restarted(private_pool, celebrity_faces,
         stalled.send_signal(signal.SIGCONT)  # never leave a stopped process behind (a no-op once it is gone)
     np.testing.assert_array_equal(outcome[0], expected)
     assert stalled.poll() is not None  # killed, not left stopped
-    assert stalled.pid not in pids(pool) and _dlib_pool.pool_for(backbone._path) is pool
+    assert stalled.pid not in pids(pool) and _dlib_pool.pool_for(backbone._job) is pool
     np.testing.assert_array_equal(pool.describe(chips, 0), expected)
 
 
 def test_workers_that_cannot_start_are_not_restarted_forever(tmp_path: Path) -> None:
     """A worker that ends by itself before it is ready (no model here) makes the caller give the pool up."""
-    from core.pipeline.backbones import _dlib_pool
+    from core.pipeline import _dlib_pool
 
-    pool = _dlib_pool.DescriptorPool(tmp_path / "missing.dat", 1)
+    pool = _dlib_pool.WorkerPool(("describe", str(tmp_path / "missing.dat")), 1)
     with pytest.raises(_dlib_pool.NotStarted):
         pool.describe(np.zeros((1, 150, 150, 3), np.uint8), 0)
     assert all(worker.process.poll() is not None for worker in pool._workers)
@@ -427,12 +427,12 @@ def test_workers_ignore_ctrl_c(private_pool, celebrity_faces) -> None:
 
 
 def test_worker_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.pipeline.backbones import _dlib_pool
+    from core.pipeline import _dlib_pool
 
     monkeypatch.setenv(_dlib_pool.WORKERS_ENV, "0")
     assert _dlib_pool.worker_count() == 0
     monkeypatch.setattr(_dlib_pool, "_pools", {})
-    assert _dlib_pool.pool_for(Path("any.dat")) is None  # 0: no worker processes at all
+    assert _dlib_pool.pool_for(("describe", "any.dat")) is None  # 0: no worker processes at all
     for bad in ("-1", "two", "1.5"):
         monkeypatch.setenv(_dlib_pool.WORKERS_ENV, bad)
         with pytest.raises(ValueError, match="FACELAB_DLIB_WORKERS must be a whole number"):

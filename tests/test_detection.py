@@ -254,3 +254,57 @@ def test_detect_many_gives_what_detect_gives(photos: list[np.ndarray]) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_default_cache_key_needs_no_model_and_matches_the_built_detector(name: str) -> None:
     assert DETECTORS.entry(name).factory.default_cache_key() == detector(name).cache_key()
+
+
+@pytest.fixture
+def hog_pool(monkeypatch: pytest.MonkeyPatch):
+    """dlib HOG workers of this test's own (two), closed afterwards."""
+    from core.pipeline import _dlib_pool
+
+    monkeypatch.setattr(_dlib_pool, "_pools", {})
+    monkeypatch.setenv(_dlib_pool.WORKERS_ENV, "2")
+    pool = _dlib_pool.pool_for(("hog",))
+    yield pool
+    pool.close()
+
+
+def hog_photos(photos: list[np.ndarray]) -> list[np.ndarray]:
+    """Six photos of three sizes and a blank one (no face), enough for the worker processes to take them."""
+    blank = np.full((90, 120, 3), 128, np.uint8)
+    return [*photos, blank, *(np.ascontiguousarray(p[::-1, ::-1]) for p in photos[:2])]
+
+
+def test_dlib_hog_workers_find_what_the_process_finds(photos: list[np.ndarray], hog_pool) -> None:
+    """Several photos go to dlib's worker processes (one per core); boxes, scores and eyes are the in-process ones."""
+    from core.pipeline.detection import dlib_hog
+
+    hog = detector("dlib-hog")
+    batch = hog_photos(photos)
+    assert len(batch) >= dlib_hog.WORKERS_FROM_PHOTOS
+    here = [hog.detect(p) for p in batch]
+    assert hog.detect_many(batch) == here and [len(f) for f in here][:3] == [1, 1, 1] and here[3] == []
+    assert all(worker.ready for worker in hog_pool._workers)  # the workers answered (not the in-process fallback)
+
+
+def test_a_dead_dlib_hog_worker_costs_one_request(photos: list[np.ndarray], hog_pool) -> None:
+    from core.pipeline import _dlib_pool
+
+    hog, batch = detector("dlib-hog"), hog_photos(photos)
+    expected = hog.detect_many(batch)
+    killed = [worker.process.pid for worker in hog_pool._workers]
+    for worker in hog_pool._workers:
+        worker.process.kill()
+        worker.process.wait()
+    assert hog.detect_many(batch) == expected  # this request: detected in-process
+    assert _dlib_pool.pool_for(("hog",)) is hog_pool
+    assert not {worker.process.pid for worker in hog_pool._workers} & set(killed)
+    assert [len(rows) for rows in hog_pool.detect(batch, 1)] == [len(f) for f in expected]  # fresh workers answer
+
+
+def test_dlib_hog_detects_two_photos_without_workers(photos: list[np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verify's two photos: starting worker processes would cost more than it saves."""
+    from core.pipeline import _dlib_pool
+
+    monkeypatch.setattr(_dlib_pool, "_pools", {})
+    assert [len(f) for f in detector("dlib-hog").detect_many(photos[:2])] == [1, 1]
+    assert _dlib_pool._pools == {}

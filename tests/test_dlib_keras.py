@@ -122,9 +122,9 @@ def test_warm_starts_what_the_description_will_use(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(_dlib_keras, "shared_network", lambda path=None: built.set())
     monkeypatch.setattr(dlib_resnet._dlib_pool, "pool_for", workers.append)
     auto.warm(1)
-    assert workers == [auto._path] and not built.is_set()
+    assert workers == [auto._job] and not built.is_set()
     auto.warm(16)
-    assert built.wait(10) and workers == [auto._path]
+    assert built.wait(10) and workers == [auto._job]
 
 
 def test_auto_engine_gives_dlibs_descriptors(chips: np.ndarray) -> None:

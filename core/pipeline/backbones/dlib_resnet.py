@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.pipeline import _dlib_pool
 from core.pipeline import weights as weight_files
 from core.pipeline.alignment import ROTATION_OFF, AlignedFace, transform_point
-from core.pipeline.backbones import BACKBONES, _dlib_pool
+from core.pipeline.backbones import BACKBONES
 from core.pipeline.backbones._dlib_dat import BLOCKS, DLIB_MEAN_RGB, model_path
 from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection._dlib_landmarks import dlib_unavailable_reason, shape_for
@@ -118,13 +119,13 @@ class DlibResNet(Backbone):
         self._lock = threading.Lock()
         self._twin_loading: threading.Thread | None = None
         if engine == "dlib":
-            _dlib_pool.pool_for(self._path)  # start the workers now: they load the model while the app goes on
+            _dlib_pool.pool_for(self._job)  # start the workers now: they load the model while the app goes on
 
     def warm(self, faces: int) -> None:
         """Start what describing ``faces`` faces will use: dlib's workers, or the Keras twin on a background thread
         (importing TensorFlow beside dlib's HOG detector, or building the twin while MTCNN detects)."""
         if self._engine_for(faces * (2 if self.flip_average else 1)) == "dlib":
-            _dlib_pool.pool_for(self._path)
+            _dlib_pool.pool_for(self._job)
             return
         with self._lock:
             if self._twin_loading is None:
@@ -191,15 +192,12 @@ class DlibResNet(Backbone):
         """Descriptors of (N, 150, 150, 3) chips: the Keras twin's, or dlib's in the worker processes when there are any."""
         if self._engine_for(len(chips)) == "keras":
             return _twin().embed(chips, self._path)
-        pool = _dlib_pool.pool_for(self._path)
-        if pool is not None:
-            try:
-                return pool.describe(chips, self.num_jitters)
-            except _dlib_pool.WorkerRestarted:
-                pass  # this request only: a fresh worker takes the next one
-            except RuntimeError as exc:
-                _dlib_pool.give_up(self._path, exc)
-        return self._describe_here(chips)
+        return _dlib_pool.in_workers(self._job, lambda pool: pool.describe(chips, self.num_jitters),
+                                     lambda: self._describe_here(chips))
+
+    @property
+    def _job(self) -> _dlib_pool.Job:
+        return ("describe", str(self._path))
 
     def _engine_for(self, chips: int) -> str:
         """The engine that describes ``chips`` chips now (see :data:`KERAS_FROM_CHIPS` for "auto")."""

@@ -81,7 +81,13 @@ def five_point_landmarks(image: np.ndarray, box: tuple[int, int, int, int]) -> d
 
 def face_from_rect(image: np.ndarray, rect: Any, score: float) -> Face:
     """A :class:`Face` with 5-point eyes from a dlib rectangle found in ``image``."""
-    box = (rect.left(), rect.top(), rect.width(), rect.height())
+    return face_from_corners(image, (rect.left(), rect.top(), rect.right(), rect.bottom()), score)
+
+
+def face_from_corners(image: np.ndarray, corners: tuple[int, int, int, int], score: float) -> Face:
+    """A :class:`Face` with 5-point eyes from a dlib rectangle's inclusive corners (left, top, right, bottom)."""
+    left, top, right, bottom = (int(v) for v in corners)
+    box = (left, top, right - left + 1, bottom - top + 1)
     landmarks = five_point_landmarks(image, box)
     return Face(box=box, score=float(score), left_eye=landmarks["left_eye"], right_eye=landmarks["right_eye"],
                 landmarks=landmarks)
