@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -248,7 +249,7 @@ class Pipeline:
         batches across photos on a background thread, while the next chunk is detected. Unusable
         photos get ``error`` set and the rest go on. ``should_stop()`` is asked before each photo is
         read: when true, the photos read so far are detected, embedded and cached (not lost to the
-        stop; a stop waits for one chunk at most) and :class:`Stopped` is raised.
+        stop: a stop waits for the chunk being detected and for the faces already cut) and :class:`Stopped` is raised.
         """
         cache = cache if cache is not None else EmbeddingCache()
         total = len(sources)
@@ -319,25 +320,28 @@ class Pipeline:
             return out
 
 
+QUEUED_CROP_BYTES = 96_000_000  # cut faces waiting for the backbone (~1,400 dlib chips): detection runs ahead meanwhile
+
+
 class _Describer:
     """Embeds batches of cut faces on one background thread and caches each photo's result, so the backbone
-    (dlib's worker processes, or a Keras network) runs while the next photos are detected.
+    (a Keras network, or dlib's worker processes) runs while the next photos are detected.
 
-    One submission at a time: ``submit`` waits for the previous one, which bounds the memory held to
-    two chunks' crops. An error in a batch is raised by the next ``submit`` or ``wait``.
+    Detection may run ahead of it by QUEUED_CROP_BYTES of crops: a cold process detects while TensorFlow
+    loads for the backbone (about 5 s of a cold embed), instead of waiting after its first chunk. ``submit``
+    waits only when more than that is queued. An error in a batch is raised by the next ``submit`` or ``wait``.
     """
 
     def __init__(self, backbone: Backbone, cache: EmbeddingCache) -> None:
         self.backbone, self.cache = backbone, cache
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="facelab-describe")
-        self._running: Future[None] | None = None
+        self._queued: deque[tuple[Future[None], int]] = deque()  # oldest first: (batch, bytes of its crops)
 
     def submit(self, faces: list[tuple[ImageResult, str, list[np.ndarray]]], batch_size: int,
                last: bool = False) -> None:
-        """Embed and cache, after the previous submission, these photos' faces in batches of ``batch_size`` crops
-        (a photo's faces stay in one batch, which may then be larger). The photos are taken from ``faces``;
-        those that do not fill a batch stay there for the next call unless this is the ``last``."""
-        self.wait()
+        """Queue these photos' faces for embedding and caching in batches of ``batch_size`` crops (a photo's faces
+        stay in one batch, which may then be larger). The photos are taken from ``faces``; those that do not fill
+        a batch stay there for the next call unless this is the ``last``."""
         batches: list[list[tuple[ImageResult, str, list[np.ndarray]]]] = [[]]
         size = 0  # crops in the last batch
         for item in faces:
@@ -350,13 +354,20 @@ class _Describer:
             faces[:] = batches.pop()
         else:
             faces.clear()
-        if any(batches):
-            self._running = self._pool.submit(lambda: [self._describe(batch) for batch in batches if batch])
+        for batch in filter(None, batches):
+            crop_bytes = sum(crop.nbytes for _, _, group in batch for crop in group)
+            self._queued.append((self._pool.submit(self._describe, batch), crop_bytes))
+        self._settle(QUEUED_CROP_BYTES)
 
     def wait(self) -> None:
-        if self._running is not None:
-            running, self._running = self._running, None
-            running.result()
+        """Until every queued batch is embedded and cached."""
+        self._settle(0)
+
+    def _settle(self, most: int) -> None:
+        """Collect finished batches (raising their errors) and wait for the oldest while more than ``most`` bytes
+        of crops are queued."""
+        while self._queued and (self._queued[0][0].done() or sum(size for _, size in self._queued) > most):
+            self._queued.popleft()[0].result()
 
     def _describe(self, batch: list[tuple[ImageResult, str, list[np.ndarray]]]) -> None:
         crops = [crop for _, _, group in batch for crop in group]
@@ -376,6 +387,8 @@ class _Describer:
             if kind is None:
                 self.wait()  # the last batch's error is the caller's
         finally:
+            for future, _ in self._queued:
+                future.cancel()  # after an error, what is still queued is not worth embedding
             self._pool.shutdown(wait=True)
 
 
