@@ -121,10 +121,28 @@ def test_warm_starts_what_the_description_will_use(monkeypatch: pytest.MonkeyPat
     built, workers = threading.Event(), []
     monkeypatch.setattr(_dlib_keras, "shared_network", lambda path=None: built.set())
     monkeypatch.setattr(dlib_resnet._dlib_pool, "pool_for", workers.append)
+    monkeypatch.setattr(dlib_resnet, "_keras_loaded", lambda: False)
     auto.warm(1)
     assert workers == [auto._job] and not built.is_set()
     auto.warm(16)
     assert built.wait(10) and workers == [auto._job]
+
+
+def test_a_few_faces_build_the_twin_too_when_keras_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MTCNN loaded Keras: dlib's workers describe the first few faces while the twin builds for the next ones."""
+    from core.pipeline.backbones import _dlib_keras, dlib_resnet
+    from core.pipeline.backbones.dlib_resnet import DlibResNet
+
+    monkeypatch.setattr(_dlib_keras, "_shared", {})
+    built, workers = threading.Event(), []
+    monkeypatch.setattr(_dlib_keras, "shared_network", lambda path=None: built.set())
+    monkeypatch.setattr(dlib_resnet._dlib_pool, "pool_for", workers.append)
+    monkeypatch.setattr(dlib_resnet, "_keras_loaded", lambda: True)
+    DlibResNet(engine="dlib").warm(1)
+    assert workers and not built.wait(0.5)  # an explicit engine keeps to it
+    auto = DlibResNet()
+    auto.warm(1)
+    assert built.wait(10) and auto._job in workers
 
 
 def test_auto_engine_gives_dlibs_descriptors(chips: np.ndarray) -> None:

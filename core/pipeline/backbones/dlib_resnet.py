@@ -123,10 +123,14 @@ class DlibResNet(Backbone):
 
     def warm(self, faces: int) -> None:
         """Start what describing ``faces`` faces will use: dlib's workers, or the Keras twin on a background thread
-        (importing TensorFlow beside dlib's HOG detector, or building the twin while MTCNN detects)."""
+        (importing TensorFlow beside dlib's HOG detector, or building the twin while MTCNN detects).
+
+        A few faces go to dlib's workers; when Keras is loaded anyway (MTCNN loads it) the twin is built meanwhile
+        too, and describes from then on: 4 chips 0.29 s in two workers, ~0.03 s in the twin."""
         if self._engine_for(faces * (2 if self.flip_average else 1)) == "dlib":
             _dlib_pool.pool_for(self._job)
-            return
+            if self.engine != "auto" or self.num_jitters or not _keras_loaded():
+                return
         with self._lock:
             if self._twin_loading is None:
                 self._twin_loading = threading.Thread(target=self._load_twin, name="facelab-dlib-twin", daemon=True)
@@ -246,6 +250,11 @@ class DlibResNet(Backbone):
     def finetune_network(self) -> keras.Model:
         """A new Keras twin of the network (raw 0–255 RGB chips in, the 128-d "descriptor" out) to fine-tune."""
         return _twin().network(self._path)
+
+
+def _keras_loaded() -> bool:
+    """Whether this process has imported Keras already (then the twin costs no TensorFlow import)."""
+    return "keras" in sys.modules
 
 
 def _twin() -> ModuleType:
