@@ -121,7 +121,6 @@ def test_warm_starts_what_the_description_will_use(monkeypatch: pytest.MonkeyPat
     built, workers = threading.Event(), []
     monkeypatch.setattr(_dlib_keras, "shared_network", lambda path=None: built.set())
     monkeypatch.setattr(dlib_resnet._dlib_pool, "pool_for", workers.append)
-    monkeypatch.setattr(dlib_resnet, "_keras_loaded", lambda: False)
     auto.warm(1)
     assert workers == [auto._job] and not built.is_set()
     auto.warm(16)
@@ -137,12 +136,16 @@ def test_a_few_faces_build_the_twin_too_when_keras_is_loaded(monkeypatch: pytest
     built, workers = threading.Event(), []
     monkeypatch.setattr(_dlib_keras, "shared_network", lambda path=None: built.set())
     monkeypatch.setattr(dlib_resnet._dlib_pool, "pool_for", workers.append)
+    monkeypatch.setattr(dlib_resnet._dlib_pool, "in_workers", lambda job, work, here: np.zeros((2, 128), np.float32))
     monkeypatch.setattr(dlib_resnet, "_keras_loaded", lambda: True)
-    DlibResNet(engine="dlib").warm(1)
-    assert workers and not built.wait(0.5)  # an explicit engine keeps to it
+    chips = np.zeros((2, 150, 150, 3), np.uint8)
+    DlibResNet(engine="dlib")._describe(chips)
+    assert not built.wait(0.5)  # an explicit engine keeps to it
     auto = DlibResNet()
     auto.warm(1)
-    assert built.wait(10) and auto._job in workers
+    assert auto._job in workers and not built.wait(0.5)  # before detection: MTCNN may not have loaded Keras yet
+    auto._describe(chips)
+    assert built.wait(10)
 
 
 def test_auto_engine_gives_dlibs_descriptors(chips: np.ndarray) -> None:

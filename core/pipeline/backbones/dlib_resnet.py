@@ -123,14 +123,14 @@ class DlibResNet(Backbone):
 
     def warm(self, faces: int) -> None:
         """Start what describing ``faces`` faces will use: dlib's workers, or the Keras twin on a background thread
-        (importing TensorFlow beside dlib's HOG detector, or building the twin while MTCNN detects).
-
-        A few faces go to dlib's workers; when Keras is loaded anyway (MTCNN loads it) the twin is built meanwhile
-        too, and describes from then on: 4 chips 0.29 s in two workers, ~0.03 s in the twin."""
+        (importing TensorFlow beside dlib's HOG detector, or building the twin while MTCNN detects)."""
         if self._engine_for(faces * (2 if self.flip_average else 1)) == "dlib":
             _dlib_pool.pool_for(self._job)
-            if self.engine != "auto" or self.num_jitters or not _keras_loaded():
-                return
+        else:
+            self._start_twin()
+
+    def _start_twin(self) -> None:
+        """Build the Keras twin on a background thread (once)."""
         with self._lock:
             if self._twin_loading is None:
                 self._twin_loading = threading.Thread(target=self._load_twin, name="facelab-dlib-twin", daemon=True)
@@ -196,6 +196,10 @@ class DlibResNet(Backbone):
         """Descriptors of (N, 150, 150, 3) chips: the Keras twin's, or dlib's in the worker processes when there are any."""
         if self._engine_for(len(chips)) == "keras":
             return _twin().embed(chips, self._path)
+        if self.engine == "auto" and not self.num_jitters and _keras_loaded():
+            # Keras is loaded anyway (MTCNN loads it): these few chips go to dlib's workers while the twin builds for
+            # the next ones (4 chips: 0.29 s in two workers, ~0.03 s in the twin).
+            self._start_twin()
         return _dlib_pool.in_workers(self._job, lambda pool: pool.describe(chips, self.num_jitters),
                                      lambda: self._describe_here(chips))
 
