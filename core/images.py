@@ -155,7 +155,16 @@ def _open(data: bytes) -> Image.Image:
 
 def read_info(source: Path | str | bytes) -> ImageInfo:
     """Header facts (size, mode, format, EXIF orientation) without decoding the pixels."""
+    return _info(_open(_read_bytes(source)))
+
+
+def read_info_and_thumbnail(source: Path | str | bytes, max_side: int) -> tuple[ImageInfo, np.ndarray]:
+    """:func:`read_info` and :func:`load_thumbnail` from one opening of the file (the Audit needs both of each photo)."""
     image = _open(_read_bytes(source))
+    return _info(image), _thumbnail(image, max_side)
+
+
+def _info(image: Image.Image) -> ImageInfo:
     try:
         orientation = int(image.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block must not hide the rest of the header
@@ -232,9 +241,12 @@ def load_thumbnail(source: Path | str | bytes, max_side: int) -> np.ndarray:
     JPEGs are decoded at reduced scale (``draft``), so a thumbnail of a 12-megapixel photo costs a
     fraction of :func:`load_image`; every pixel is still read, so truncated files are caught.
     """
+    return _thumbnail(_open(_read_bytes(source)), max_side)
+
+
+def _thumbnail(image: Image.Image, max_side: int) -> np.ndarray:
     if max_side < 1:
         raise ValueError("thumbnail size must be at least 1 pixel.")
-    image = _open(_read_bytes(source))
     try:
         _reduce_on_decode(image, max_side)
         image.load()

@@ -411,3 +411,18 @@ def test_scan_path_imports_no_heavy_library() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_audit_opens_each_photo_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Header and duplicate-hash thumbnail come from one Pillow opening (it opened every photo twice)."""
+    from core import images
+
+    root = make(tmp_path / "d", {"train": {"amy": 3, "bob": 2}})
+    opened: list[int] = []
+    real_open = images.Image.open
+    monkeypatch.setattr(images.Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    result = audit_module.audit(layout.scan(root))
+    assert len(opened) == 5 and result.images["dhash"].notna().all() and (result.images["width"] == 48).all()
+    opened.clear()
+    audit_module.audit(layout.scan(root), with_hashes=False)
+    assert len(opened) == 5

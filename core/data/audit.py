@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.layout import SPLITS, Dataset, FileRecord, fingerprint, problem
-from core.images import ImageError, content_hash, load_thumbnail, read_file, read_info
+from core.images import ImageError, content_hash, read_file, read_info, read_info_and_thumbnail
 
 DHASH_SIDE = 16  # dHash grid: 16×16 = 256 bits. 64 bits flags dozens of distinct tight face crops per dataset
 
@@ -134,11 +134,13 @@ def _inspect(record: FileRecord, with_hashes: bool) -> dict[str, Any]:
     }
     try:
         data = read_file(record.path)  # a regular file, never read past the byte limit (a FIFO would hang the scan)
-        info = read_info(data)
+        if with_hashes:
+            info, thumbnail = read_info_and_thumbnail(data, 64)
+            row.update(sha256=content_hash(data), dhash=dhash(thumbnail))
+        else:
+            info = read_info(data)
         row.update(width=info.width, height=info.height, mode=info.mode, format=info.format,
                    exif_orientation=info.exif_orientation)
-        if with_hashes:
-            row.update(sha256=content_hash(data), dhash=dhash(load_thumbnail(data, 64)))
         row["ok"] = True
     except ImageError as exc:
         row["error"] = str(exc).removeprefix(f"{record.path.name}: ")  # the problem list names the file already
