@@ -14,6 +14,7 @@ speed ratio against its peer (above 1: FaceLab is faster).
   loading (the models a server has loaded).
 
     python benchmarks/bench_pipeline_speed.py --baseline /tmp/base --rounds 2
+    python benchmarks/bench_pipeline_speed.py --busy 1   # the same with one core kept busy by a spinning process
 """
 
 from __future__ import annotations
@@ -83,7 +84,18 @@ def main() -> None:
     parser.add_argument("--detectors", nargs="+", default=["mtcnn", "dlib-hog"])
     parser.add_argument("--baseline", type=Path, help="another FaceLab checkout to time beside this one")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="keep N cores busy with spinning processes during the runs (a busy machine)")
     args = parser.parse_args()
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        run(args)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+
+
+def run(args: argparse.Namespace) -> None:
     peer = has_face_recognition()
     checkouts = {"now": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     python = sys.executable
