@@ -156,6 +156,8 @@ def test_estimate_uses_the_declared_costs_and_the_cache(tmp_path: Path, priced: 
     assert found.parts == ("embedding 4 new photo(s) × ~1.25 s (2 already cached)", "averaging embeddings (instant)")
     assert found.seconds == pytest.approx(4 * 1.25 + 2 * 0.01 + 1.0)
     assert estimate(root, *names, False, TrainConfig(head="centroid")).parts[0] == "embedding 6 new photo(s) × ~1.25 s"
+    boxes = estimate(root, *names, True, TrainConfig(head="centroid"), crop="box")  # another crop: nothing cached
+    assert boxes.parts[0] == "embedding 6 new photo(s) × ~1.25 s"
 
     found = estimate(root, *names, True, TrainConfig(mode="finetune", epochs=10))
     assert found.parts[1] == "10 fine-tuning epoch(s) of 5 crops at ~4 images/s on a CPU"

@@ -21,6 +21,7 @@ import numpy as np
 from core.compare.unknown import UnknownRule, calibrate_max_distance
 from core.data.layout import fingerprint, scan
 from core.images import load_image
+from core.pipeline.alignment import DEFAULT_CROP
 from core.pipeline.backbones import BACKBONES
 from core.pipeline.detection import DETECTORS
 from core.pipeline.embeddings import EmbeddingCache, Pipeline, Progress, Stopped, embed_dataset, pipeline_key
@@ -93,7 +94,7 @@ def embedding_pace(detector_name: str, backbone_name: str) -> Measurement | None
 
 
 def estimate(root: Path | str, detector_name: str, backbone_name: str, align: bool, config: TrainConfig,
-             face_choice: str = DEFAULT_FACE_CHOICE) -> Estimate:
+             face_choice: str = DEFAULT_FACE_CHOICE, crop: str = DEFAULT_CROP) -> Estimate:
     """A duration from the photos not yet in the embedding cache, at the speed measured on this machine.
 
     Only while nothing was measured here does it fall back to the plug-ins' declared costs, and says so
@@ -103,7 +104,7 @@ def estimate(root: Path | str, detector_name: str, backbone_name: str, align: bo
     detector = DETECTORS.entry(detector_name).factory
     backbone = BACKBONES.entry(backbone_name).factory
     records = scan(root).images
-    key = pipeline_key(detector.default_cache_key(), align, BACKBONES.get(backbone_name).cache_key(), face_choice)
+    key = pipeline_key(detector.default_cache_key(), align, BACKBONES.get(backbone_name).cache_key(), face_choice, crop)
     uncached = len(EmbeddingCache().missing([r.path for r in records], key))
     cached, train = len(records) - uncached, sum(r.split == "train" for r in records)
     pace = embedding_pace(detector_name, backbone_name)
