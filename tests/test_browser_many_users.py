@@ -86,6 +86,9 @@ def verify(page, photos: list[str], verdict: str) -> float | None:  # noqa: ANN0
     (the caller waits for it later, so the scenario goes on)."""
     uploads = page.locator("[data-testid=stFileUploader] input[type=file]")
     uploads.first.wait_for(state="attached", timeout=MODEL_WAIT)
+    # As a person would, once the page has finished drawing: twice in clean-clone runs, a file set while the page's
+    # first run was still going on (slow while another user trained) never appeared in the uploader.
+    settle(page, timeout=MODEL_WAIT)
     start = time.perf_counter()
     uploads.nth(0).set_input_files(photos[0])
     # As a person would: the second photo once the first is analysed. Clean-clone runs twice waited minutes for
