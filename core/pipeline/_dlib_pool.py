@@ -153,9 +153,8 @@ class WorkerPool:
         WorkerRestarted when a worker failed or passed the deadline (it was replaced); NotStarted when
         workers cannot start.
         """
-        answers: list[Answer] = []
         if not items:
-            return answers
+            return []
         with self._lock:
             used = self._workers[:len(items)]
             expired = threading.Event()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -36,17 +37,24 @@ def read_exactly(stream, size: int) -> bytes | None:  # noqa: ANN001 - a binary 
     return bytes(data)
 
 
+def requests(stdin, stdout, fields: int, payload_size: Callable[[list[int]], int]) -> Iterator[tuple[list[int], bytes]]:  # noqa: ANN001
+    """Say "ready", then each request: its ``fields`` int32 header values and the ``payload_size(header)`` bytes
+    after them, until stdin closes."""
+    stdout.write(b"ready\n")
+    stdout.flush()
+    while (header := read_exactly(stdin, 4 * fields)) is not None:
+        values = [int(v) for v in np.frombuffer(header, dtype="<i4")]
+        payload = read_exactly(stdin, payload_size(values))
+        if payload is None:
+            return
+        yield values, payload
+
+
 def describe(model_path: str, stdin, stdout) -> None:  # noqa: ANN001 - binary file objects
     import dlib
 
     model = dlib.face_recognition_model_v1(model_path)
-    stdout.write(b"ready\n")
-    stdout.flush()
-    while (header := read_exactly(stdin, 8)) is not None:
-        count, num_jitters = (int(v) for v in np.frombuffer(header, dtype="<i4"))
-        payload = read_exactly(stdin, count * CHIP * CHIP * 3)
-        if payload is None:
-            return
+    for (count, num_jitters), payload in requests(stdin, stdout, 2, lambda header: header[0] * CHIP * CHIP * 3):
         chips = np.frombuffer(payload, dtype=np.uint8).reshape(count, CHIP, CHIP, 3)
         vectors = [model.compute_face_descriptor(np.ascontiguousarray(chip), num_jitters=num_jitters) for chip in chips]
         stdout.write(np.asarray(vectors, dtype="<f4").reshape(count, DIM).tobytes())
@@ -57,13 +65,7 @@ def hog(stdin, stdout) -> None:  # noqa: ANN001 - binary file objects
     import dlib
 
     detector = dlib.get_frontal_face_detector()
-    stdout.write(b"ready\n")
-    stdout.flush()
-    while (header := read_exactly(stdin, 12)) is not None:
-        height, width, upsample = (int(v) for v in np.frombuffer(header, dtype="<i4"))
-        payload = read_exactly(stdin, height * width * 3)
-        if payload is None:
-            return
+    for (height, width, upsample), payload in requests(stdin, stdout, 3, lambda header: header[0] * header[1] * 3):
         image = np.frombuffer(payload, dtype=np.uint8).reshape(height, width, 3)
         rects, scores, _ = detector.run(image, upsample)
         found = [(r.left(), r.top(), r.right(), r.bottom(), s) for r, s in zip(rects, scores)]
