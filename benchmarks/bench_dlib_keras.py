@@ -1,13 +1,14 @@
-"""dlib's ResNet in Keras: speed and accuracy of the two engines of the dlib-resnet backbone on the same chips.
+"""dlib's ResNet in Keras and ONNX: speed and accuracy of the dlib-resnet backbone's three engines on the same chips.
 
 Chips: every photo of a split through dlib's HOG detector (upsampled once), the 5-point predictor
 and ``dlib.get_face_chip`` (150 px, padding 0.25), as dlib's own example does; a photo where HOG
-finds no face is described from a box around the whole photo (counted as "no face"), so both
-engines always see identical chips. Both engines mirror-average (the backbone's default).
+finds no face is described from a box around the whole photo (counted as "no face"), so the
+engines always see identical chips. All mirror-average (the backbone's default).
 
 - speed: photos/s through ``DlibResNet.embed`` — engine "dlib" (dlib's C++ in one worker process
-  per core) and engine "keras" (the Keras twin, batches of 32 chips + their mirrors, TensorFlow),
-  the best of ``--repeats`` interleaved rounds, then the largest descriptor difference;
+  per core), engine "keras" (the Keras twin, batches of 32 chips + their mirrors, TensorFlow) and engine
+  "onnx" (the same batches on ONNX Runtime), the best of ``--repeats`` interleaved rounds, then the largest
+  descriptor differences from dlib's;
 - accuracy per dataset and engine: identification on the test split by the nearest train centroid
   and by the nearest train photo (euclidean), and verification AUC / EER over every pair of test
   photos (euclidean, dlib's documented metric);
@@ -44,7 +45,7 @@ from core.pipeline.backbones import BACKBONES  # noqa: E402
 
 SHARED = Path(os.environ.get("FACELAB_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
 DATASETS = ["five_celebrity_faces", "glint360k_celebrity_sample", "orl_att_faces"]
-ENGINES = ("dlib", "keras")
+ENGINES = ("dlib", "keras", "onnx")
 
 
 def chips(root: Path, split: str) -> tuple[np.ndarray, list[str], int]:
@@ -105,7 +106,8 @@ def speed(crops: np.ndarray, repeats: int) -> None:
     print("|---|---:|---:|")
     for engine in ENGINES:
         print(f"| {engine} | {first[engine][1]:.2f} | {rates[engine]:.1f} |")
-    print(f"\nlargest |keras − dlib| descriptor difference: {np.abs(vectors['keras'] - vectors['dlib']).max():.2e}")
+    for engine in ENGINES[1:]:
+        print(f"\nlargest |{engine} − dlib| descriptor difference: {np.abs(vectors[engine] - vectors['dlib']).max():.2e}")
 
 
 def accuracy_table(datasets: list[str]) -> np.ndarray | None:

@@ -13,19 +13,27 @@ speed ratio against its peer (above 1: FaceLab is faster).
 - warm verify: one process verifies the same two photos after a first verification and 5 s of background
   loading (the models a server has loaded).
 
+Each "cold" home is empty, so a process also builds what FaceLab derives once from the weight files (the ONNX
+graphs; an older checkout's Keras twin); ``--models-built`` gives each cold home a copy of the weights folder
+that one verification in each checkout left, so only the photos are new, as on any run after the first.
+
     python benchmarks/bench_pipeline_speed.py --baseline /tmp/base --rounds 2
     python benchmarks/bench_pipeline_speed.py --busy 1   # the same with one core kept busy by a spinning process
+    python benchmarks/bench_pipeline_speed.py --models-built   # cold photos, models derived already
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +42,7 @@ PHOTOS = (".jpg", ".jpeg", ".png")
 
 PEER_EMBED = """
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 import face_recognition
 for path in sorted(p for p in Path(sys.argv[1]).rglob("*") if p.suffix.lower() in {photos!r}):
@@ -74,6 +83,15 @@ def timed(command: list[str], cwd: Path, home: Path) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+@contextlib.contextmanager
+def fresh_home(weights: Path | None) -> Iterator[Path]:
+    """An empty FaceLab home, holding a copy of ``weights`` as its weights folder when given."""
+    with tempfile.TemporaryDirectory() as home:
+        if weights is not None:
+            shutil.copytree(weights, Path(home) / "weights")
+        yield Path(home)
+
+
 def has_face_recognition() -> bool:
     return subprocess.run([sys.executable, "-c", "import face_recognition"], capture_output=True).returncode == 0
 
@@ -86,6 +104,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="keep N cores busy with spinning processes during the runs (a busy machine)")
+    parser.add_argument("--models-built", action="store_true",
+                        help="cold homes start with the weights folder a first verification left (see above)")
     args = parser.parse_args()
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     try:
@@ -107,29 +127,47 @@ def run(args: argparse.Namespace) -> None:
 
     five = SHARED / "five_celebrity_faces"
     pair = [str(sorted((five / "train" / "madonna").iterdir())[i]) for i in (0, 1)]
+    built = contextlib.ExitStack()
+    weights: dict[str, Path | None] = dict.fromkeys(checkouts)
+    if args.models_built:
+        for label, checkout in checkouts.items():
+            home = built.enter_context(fresh_home(None))
+            timed([python, "-m", "core", "verify", *pair], checkout, home)
+            weights[label] = home / "weights"
+    with built:
+        measure(args, checkouts, weights, pair, peer, add)
+    report(results, checkouts)
+
+
+def measure(args: argparse.Namespace, checkouts: dict[str, Path], weights: dict[str, Path | None], pair: list[str],
+            peer: bool, add: Callable[[str, float], None]) -> None:
+    python = sys.executable
     for round_ in range(1, args.rounds + 1):
         print(f"round {round_}", file=sys.stderr)
         for dataset in args.datasets:
             folder = SHARED / dataset
             for detector in args.detectors:
                 for label, checkout in checkouts.items():
-                    with tempfile.TemporaryDirectory() as home:
+                    with fresh_home(weights[label]) as home:
                         command = [python, "-m", "core", "embed", str(folder), "--detector", detector]
-                        add(f"{dataset}|{detector}|cold|{label}", timed(command, checkout, Path(home))[0])
-                        add(f"{dataset}|{detector}|cached|{label}", timed(command, checkout, Path(home))[0])
+                        add(f"{dataset}|{detector}|cold|{label}", timed(command, checkout, home)[0])
+                        add(f"{dataset}|{detector}|cached|{label}", timed(command, checkout, home)[0])
             if peer:
                 with tempfile.TemporaryDirectory() as home:
                     add(f"{dataset}|dlib-hog|cold|face_recognition",
                         timed([python, "-c", PEER_EMBED.format(photos=PHOTOS), str(folder)], ROOT, Path(home))[0])
         for label, checkout in checkouts.items():
-            with tempfile.TemporaryDirectory() as home:
-                add(f"verify|cold|{label}", timed([python, "-m", "core", "verify", *pair], checkout, Path(home))[0])
-                add(f"verify|warm|{label}", float(timed([python, "-c", FACELAB_VERIFY + WARM, *pair], checkout, Path(home))[1]))
+            with fresh_home(weights[label]) as home:
+                add(f"verify|cold|{label}", timed([python, "-m", "core", "verify", *pair], checkout, home)[0])
+                add(f"verify|warm|{label}", float(timed([python, "-c", FACELAB_VERIFY + WARM, *pair], checkout, home)[1]))
         if peer:
             with tempfile.TemporaryDirectory() as home:
                 add("verify|cold|face_recognition", timed([python, "-c", PEER_VERIFY + ONCE, *pair], ROOT, Path(home))[0])
                 add("verify|warm|face_recognition", float(timed([python, "-c", PEER_VERIFY + WARM, *pair], ROOT, Path(home))[1]))
 
+
+def report(results: dict[str, list[float]], checkouts: dict[str, Path]) -> None:
+    """The markdown table of medians and speed ratios."""
     median = {name: statistics.median(values) for name, values in results.items()}
     print(f"| job | {' | '.join(checkouts)} | face_recognition | now vs baseline | now vs face_recognition |")
     print("|---|" + "---:|" * (len(checkouts) + 3))

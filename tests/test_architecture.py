@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("core.services",),
     ("core.api", "core.cli", "core.__main__", "core"),
 ]
-HEAVY = ("tensorflow", "keras", "mtcnn", "dlib", "cv2")
+HEAVY = ("tensorflow", "keras", "mtcnn", "dlib", "cv2", "onnxruntime", "onnx")
 
 
 def module_name(path: Path) -> str:

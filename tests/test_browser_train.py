@@ -67,6 +67,7 @@ def test_train_page_trains_and_shows_results(page, live_app, artifacts_dir: Path
     stop.click()
 
     page.get_by_text("Saved run").first.wait_for(timeout=120_000)
+    page.get_by_text("stopped by you").first.wait_for(timeout=30_000)  # the summary may draw after its heading
     assert page.get_by_text("stopped by you").count() == 1
     page.get_by_text("Confusion matrix (validation)").first.wait_for(timeout=30_000)
     page.get_by_text("Misclassified validation photos").first.wait_for(timeout=30_000)

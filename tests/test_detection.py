@@ -18,7 +18,7 @@ from core.pipeline.detection.dlib_cnn import DlibCnnDetector
 from core.pipeline.detection.dlib_hog import DlibHogDetector
 from core.pipeline.detection.haar import HaarDetector, best_eye_pair
 from core.pipeline.detection.mtcnn_detector import MtcnnDetector
-from tests.conftest import noise_image
+from tests.conftest import noise_image, shared_dataset
 
 NAMES = ["haar", "mtcnn", "dlib-hog", "dlib-cnn"]
 # Three clear, frontal test photos of different people; dlib-cnn (~1 s each) only gets the first.
@@ -310,17 +310,29 @@ def test_dlib_hog_detects_two_photos_without_workers(photos: list[np.ndarray], m
     assert _dlib_pool._pools == {}
 
 
-def test_mtcnn_graphs_find_what_the_packages_eager_networks_find(photos: list[np.ndarray]) -> None:
-    """FaceLab runs mtcnn's three networks as traced graphs (several times faster): the same faces to the digit."""
+def test_mtcnn_cascade_finds_what_the_mtcnn_package_finds(photos: list[np.ndarray]) -> None:
+    """FaceLab runs mtcnn's networks on ONNX Runtime with its own cascade (no TensorFlow): the package's faces.
+
+    Real photos of three sets, one at a time and as a same-sized batch, and a half-size copy: the same faces,
+    boxes and landmarks to the pixel the package reports, scores to 1e-4.
+    """
     from mtcnn import MTCNN
 
-    eager, graphs = MTCNN(), detector("mtcnn")
-    graphs.load()
-    assert all(not hasattr(stage._model, "layers") for stage in graphs._model.stages)  # graphs, not Keras models
-    for image in [*photos, np.ascontiguousarray(photos[0][::2, ::2])]:
-        expected = eager.detect_faces(np.ascontiguousarray(image), fit_to_image=False, threshold_onet=0.8)
-        found = graphs._model.detect_faces(np.ascontiguousarray(image), fit_to_image=False, threshold_onet=0.8)
-        assert len(found) == len(expected) >= 1
-        for a, b in zip(found, expected):
-            assert a["box"] == b["box"] and a["confidence"] == pytest.approx(b["confidence"], abs=1e-6)
-            assert all(np.allclose(a["keypoints"][k], b["keypoints"][k], atol=1e-3) for k in b["keypoints"])
+    from core.data.layout import scan
+
+    package, ours = MTCNN(), detector("mtcnn")
+    images = [*photos, np.ascontiguousarray(photos[0][::2, ::2])]
+    for name in ("five_celebrity_faces", "glint360k_celebrity_sample", "orl_att_faces"):
+        images += [downscale(load_image(record.path), ours.max_side)[0] for record in scan(shared_dataset(name)).images[:8]]
+    found = [ours._detect_batch([image])[0] for image in images]
+    same_size = [image for image in images if image.shape == images[-1].shape]
+    assert len(same_size) > 1 and ours._detect_batch(same_size) == found[-len(same_size):]
+    assert sum(map(len, found)) >= len(images)
+    for image, faces in zip(images, found):
+        expected = package.detect_faces(np.ascontiguousarray(image), fit_to_image=False, threshold_onet=0.8)
+        assert len(faces) == len(expected)
+        for face, reference in zip(faces, expected):
+            assert face.box == tuple(reference["box"]) and face.score == pytest.approx(reference["confidence"], abs=1e-4)
+            assert all(np.allclose(face.landmarks[k], reference["keypoints"][k], atol=1) for k in ("nose", "mouth_left"))
+            assert {face.left_eye, face.right_eye} == {tuple(map(float, reference["keypoints"][k]))
+                                                       for k in ("left_eye", "right_eye")}

@@ -1,10 +1,9 @@
-"""dlib's ResNet as a Keras 3 model read from dlib's own .dat: same descriptors as dlib, a careful reader, a
-conversion done once per file, and the backbone's "keras" engine."""
+"""dlib's ResNet as a Keras 3 model and as an ONNX graph read from dlib's own .dat: same descriptors as dlib, a
+careful reader, a conversion done once per file, and the backbone's three engines."""
 
 from __future__ import annotations
 
 import math
-import sys
 import threading
 from pathlib import Path
 
@@ -69,14 +68,25 @@ def test_keras_descriptors_equal_dlibs(chips: np.ndarray, dlib_descriptors: np.n
     assert np.abs(dlib_descriptors).max() > 0.1  # real descriptors, not two sets of zeros
 
 
+def test_onnx_descriptors_equal_dlibs(chips: np.ndarray, dlib_descriptors: np.ndarray) -> None:
+    from core.pipeline.backbones import _dlib_onnx
+
+    assert len(chips) >= 100
+    descriptors = _dlib_onnx.embed(chips, model_file())
+    assert descriptors.shape == (len(chips), 128) and descriptors.dtype == np.float32
+    assert np.abs(descriptors - dlib_descriptors).max() <= TOLERANCE
+    assert _dlib_onnx.embed(chips[:0], model_file()).shape == (0, 128)
+
+
 def test_engines_agree_mirror_averaged(chips: np.ndarray) -> None:
     from core.pipeline.backbones.dlib_resnet import DlibResNet
 
-    by_dlib, by_keras = DlibResNet(engine="dlib"), DlibResNet(engine="keras")
-    assert by_keras.flip_average and by_keras.cache_key() == by_dlib.cache_key()  # one embedding cache for both
+    by_dlib, by_keras, by_onnx = DlibResNet(engine="dlib"), DlibResNet(engine="keras"), DlibResNet(engine="onnx")
+    assert by_keras.flip_average and by_keras.cache_key() == by_dlib.cache_key() == by_onnx.cache_key()  # one cache
     subset = chips[:40]
     keras_vectors = by_keras.embed(subset)
     assert np.abs(keras_vectors - by_dlib.embed(subset)).max() <= TOLERANCE
+    assert np.abs(by_onnx.embed(subset) - keras_vectors).max() <= TOLERANCE
     mirrored = DlibResNet(engine="keras", flip_average=False).embed(np.ascontiguousarray(subset[:, :, ::-1]))
     assert not np.allclose(keras_vectors, mirrored, atol=1e-3)  # the average is not just the mirror's descriptor
 
@@ -90,62 +100,34 @@ def test_engine_choices_are_checked() -> None:
         DlibResNet(engine="keras", num_jitters=2)
 
 
-def test_auto_engine_takes_the_twin_for_batches_and_dlib_for_a_few_chips_without_keras(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 14: the twin describes 25× faster on a CPU, but building it (or importing Keras) for a two-photo
-    verification costs more than it saves; once it is built it takes everything, except the jitter only dlib has."""
-    from core.pipeline.backbones import _dlib_keras, dlib_resnet
-    from core.pipeline.backbones.dlib_resnet import KERAS_FROM_CHIPS, DlibResNet
+def test_auto_engine_is_onnx_except_for_dlibs_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: the ONNX graph describes ~20× faster than dlib's C++ and starts without TensorFlow; the random
+    jitter is dlib's own, and without ONNX Runtime dlib's workers do everything."""
+    from core.pipeline.backbones import dlib_resnet
+    from core.pipeline.backbones.dlib_resnet import DlibResNet
 
-    auto = DlibResNet()
-    assert auto.engine == "auto"
-    monkeypatch.setattr(_dlib_keras, "_shared", {})  # the twin not built yet in this process
-    assert auto._engine_for(KERAS_FROM_CHIPS) == "keras"
-    assert auto._engine_for(KERAS_FROM_CHIPS - 1) == "dlib"
-    monkeypatch.setattr(_dlib_keras, "_shared", {auto._path.resolve(): object()})
-    assert auto._engine_for(2) == "keras"
-    assert DlibResNet(num_jitters=2)._engine_for(64) == "dlib"
-    assert DlibResNet(engine="dlib")._engine_for(64) == "dlib"
-    monkeypatch.delitem(sys.modules, "core.pipeline.backbones._dlib_keras")
+    assert DlibResNet().engine == "auto" and DlibResNet()._engine == "onnx"
+    assert DlibResNet(num_jitters=2)._engine == "dlib"
+    assert DlibResNet(engine="keras")._engine == "keras" and DlibResNet(engine="dlib")._engine == "dlib"
     monkeypatch.setattr(dlib_resnet.importlib.util, "find_spec", lambda name: None)
-    assert auto._engine_for(64) == "dlib"  # no Keras installed: dlib's workers do everything
+    assert DlibResNet()._engine == "dlib"
 
 
 def test_warm_starts_what_the_description_will_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A few faces: dlib's workers start; many: the twin builds on a background thread while detection goes on."""
-    from core.pipeline.backbones import _dlib_keras, dlib_resnet
+    """The ONNX session opens on a background thread while detection goes on; the dlib engine starts its workers."""
+    from core.pipeline.backbones import dlib_resnet
     from core.pipeline.backbones.dlib_resnet import DlibResNet
 
-    auto = DlibResNet()
-    monkeypatch.setattr(_dlib_keras, "_shared", {})
-    built, workers = threading.Event(), []
-    monkeypatch.setattr(_dlib_keras, "shared_network", lambda path=None: built.set())
+    opened, workers = threading.Event(), []
+    monkeypatch.setattr(dlib_resnet._dlib_onnx, "load", lambda path: opened.set())
     monkeypatch.setattr(dlib_resnet._dlib_pool, "pool_for", workers.append)
-    auto.warm(1)
-    assert workers == [auto._job] and not built.is_set()
+    auto = DlibResNet()
     auto.warm(16)
-    assert built.wait(10) and workers == [auto._job]
-
-
-def test_a_few_faces_build_the_twin_too_when_keras_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """MTCNN loaded Keras: dlib's workers describe the first few faces while the twin builds for the next ones."""
-    from core.pipeline.backbones import _dlib_keras, dlib_resnet
-    from core.pipeline.backbones.dlib_resnet import DlibResNet
-
-    monkeypatch.setattr(_dlib_keras, "_shared", {})
-    built, workers = threading.Event(), []
-    monkeypatch.setattr(_dlib_keras, "shared_network", lambda path=None: built.set())
-    monkeypatch.setattr(dlib_resnet._dlib_pool, "pool_for", workers.append)
-    monkeypatch.setattr(dlib_resnet._dlib_pool, "in_workers", lambda job, work, here: np.zeros((2, 128), np.float32))
-    monkeypatch.setattr(dlib_resnet, "_keras_loaded", lambda: True)
-    chips = np.zeros((2, 150, 150, 3), np.uint8)
-    DlibResNet(engine="dlib")._describe(chips)
-    assert not built.wait(0.5)  # an explicit engine keeps to it
-    auto = DlibResNet()
-    auto.warm(1)
-    assert auto._job in workers and not built.wait(0.5)  # before detection: MTCNN may not have loaded Keras yet
-    auto._describe(chips)
-    assert built.wait(10)
+    assert opened.wait(10) and workers == []
+    by_dlib = DlibResNet(engine="dlib")
+    opened.clear()
+    by_dlib.warm(16)
+    assert by_dlib._job in workers and not opened.wait(0.5)
 
 
 def test_auto_engine_gives_dlibs_descriptors(chips: np.ndarray) -> None:

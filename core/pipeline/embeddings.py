@@ -325,10 +325,10 @@ QUEUED_CROP_BYTES = 96_000_000  # cut faces waiting for the backbone (~1,400 dli
 
 class _Describer:
     """Embeds batches of cut faces on one background thread and caches each photo's result, so the backbone
-    (a Keras network, or dlib's worker processes) runs while the next photos are detected.
+    (an ONNX Runtime or Keras network, or dlib's worker processes) runs while the next photos are detected.
 
-    Detection may run ahead of it by QUEUED_CROP_BYTES of crops: a cold process detects while TensorFlow
-    loads for the backbone (about 5 s of a cold embed), instead of waiting after its first chunk. ``submit``
+    Detection may run ahead of it by QUEUED_CROP_BYTES of crops: a cold process detects while the backbone
+    loads (a Keras one imports TensorFlow: about 5 s), instead of waiting after its first chunk. ``submit``
     waits only when more than that is queued. An error in a batch is raised by the next ``submit`` or ``wait``.
     """
 

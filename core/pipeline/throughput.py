@@ -40,7 +40,7 @@ def embedding_key(detector: str, backbone: str) -> str:
 
 
 def load_key(kind: str, name: str) -> str:
-    """The store's key for building one model (e.g. ``load_key("detector", "mtcnn")``: TensorFlow and its networks)."""
+    """The store's key for building one model (e.g. ``load_key("detector", "mtcnn")``: its three networks)."""
     return f"load:{kind}:{name}"
 
 

@@ -1,8 +1,8 @@
 """Counting the faces in a dataset's photos, timed: the Dataset page's "Count faces" and the time its caption promises.
 
 Counting 24 photos took 23.5 s where the caption promised 0.05–0.4 s a photo: on a busy 2-core server MTCNN
-takes about 0.8 s a photo, and the first count after the server starts also builds the detector (TensorFlow and
-three networks: half a minute). So each count records its pace and each build its time in the throughput store
+takes about 0.8 s a photo, and the first count after the server starts also builds the detector (then
+TensorFlow and three networks: half a minute). So each count records its pace and each build its time in the throughput store
 (:mod:`core.pipeline.throughput`), and the caption says what was measured here.
 """
 

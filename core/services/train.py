@@ -98,8 +98,8 @@ def estimate(root: Path | str, detector_name: str, backbone_name: str, align: bo
     """A duration from the photos not yet in the embedding cache, at the speed measured on this machine.
 
     Only while nothing was measured here does it fall back to the plug-ins' declared costs, and says so
-    (``rough``). The detector is not built (MTCNN loads TensorFlow): its class gives its cache key and
-    cost. The backbone is (dlib ResNet: a fraction of a second), as its cache key holds its weights' checksum.
+    (``rough``). The detector is not built (counting needs no network): its class gives its cache key
+    and cost. The backbone is (dlib ResNet: a fraction of a second), as its cache key holds its weights' checksum.
     """
     detector = DETECTORS.entry(detector_name).factory
     backbone = BACKBONES.entry(backbone_name).factory

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-import sys
 import threading
 import time
 from types import MappingProxyType, ModuleType
@@ -23,7 +22,7 @@ import numpy as np
 from core.pipeline import _dlib_pool
 from core.pipeline import weights as weight_files
 from core.pipeline.alignment import ROTATION_OFF, AlignedFace, transform_point
-from core.pipeline.backbones import BACKBONES
+from core.pipeline.backbones import BACKBONES, _dlib_onnx
 from core.pipeline.backbones._dlib_dat import BLOCKS, DLIB_MEAN_RGB, model_path
 from core.pipeline.backbones.base import Backbone
 from core.pipeline.detection._dlib_landmarks import dlib_unavailable_reason, shape_for
@@ -46,13 +45,10 @@ weight_files.register(weight_files.WeightFile(
 
 # dlib documents 0.6 as the euclidean threshold for its ResNet face descriptors.
 DLIB_EUCLIDEAN_THRESHOLD = 0.6
-ENGINES = ("dlib", "keras")
-# engine="auto": the Keras twin from this many chips (mirrors included) on, or whenever it is built already.
-# On 2 cores it describes 115–131 photos/s against dlib-bin's 4–5 (BENCHMARKS.md): embedding glint360k's 458
-# photos with MTCNN took 37.7 s with dlib's workers and 8.9 s with the twin, TensorFlow's import included. A
-# verification of two photos (4 chips) stays on dlib's workers until the twin exists: building it (and, the first
-# time, converting dlib's file) costs more than it saves there, and without MTCNN it would import TensorFlow.
-KERAS_FROM_CHIPS = 8
+# engine="auto" runs the ONNX graph: on 2 cores ~3 ms a chip, as fast as the Keras twin on TensorFlow and ~20×
+# dlib-bin's C++ (BENCHMARKS.md), ready in 0.2 s where TensorFlow takes 6 s; dlib's own C++ (in worker processes)
+# only for num_jitters, whose random jitter is dlib's, or where ONNX Runtime is not installed.
+ENGINES = ("onnx", "dlib", "keras")
 
 
 class DlibResNet(Backbone):
@@ -64,10 +60,11 @@ class DlibResNet(Backbone):
     3.32 % to 2.92 % and raised the AUC from 0.9957 to 0.9967 (benchmarks/bench_verification.py)
     for one extra descriptor per face.
 
-    One network, two engines: ``engine="dlib"`` runs dlib's C++ in worker processes,
-    ``engine="keras"`` the Keras twin read from the same .dat (:mod:`._dlib_keras`), in batches in
-    this process, which is also the network :meth:`finetune_network` hands out. ``engine="auto"``
-    (the default) picks per call (:data:`KERAS_FROM_CHIPS`); both give the same descriptors to 1e-4.
+    One network, three engines, all read from the same .dat and giving the same descriptors to 1e-4:
+    ``engine="onnx"`` an ONNX Runtime graph (:mod:`._dlib_onnx`), ``engine="dlib"`` dlib's C++ in worker
+    processes, ``engine="keras"`` the Keras twin (:mod:`._dlib_keras`, also the network
+    :meth:`finetune_network` hands out; on TensorFlow, or JAX on a GPU). ``engine="auto"`` (the default) is
+    "onnx", or "dlib" with ``num_jitters`` (see :data:`ENGINES`).
     """
 
     name = "dlib-resnet"
@@ -117,30 +114,29 @@ class DlibResNet(Backbone):
         self._weights_id = weight_files.sha256_of(self._path)[:16]
         self._model: Any = None  # in-process copy, loaded only when there are no worker processes
         self._lock = threading.Lock()
-        self._twin_loading: threading.Thread | None = None
-        if engine == "dlib":
+        if self._engine == "dlib":
             _dlib_pool.pool_for(self._job)  # start the workers now: they load the model while the app goes on
 
+    @property
+    def _engine(self) -> str:
+        """The engine that describes: ``engine``, or what "auto" stands for here."""
+        if self.engine != "auto":
+            return self.engine
+        return "onnx" if not self.num_jitters and importlib.util.find_spec("onnxruntime") is not None else "dlib"
+
     def warm(self, faces: int) -> None:
-        """Start what describing ``faces`` faces will use: dlib's workers, or the Keras twin on a background thread
-        (importing TensorFlow beside dlib's HOG detector, or building the twin while MTCNN detects)."""
-        if self._engine_for(faces * (2 if self.flip_average else 1)) == "dlib":
+        """Start what describing will use while the detector works: dlib's workers, or the ONNX session (the first
+        time, built from the .dat: ~1 s) on a background thread."""
+        if self._engine == "dlib":
             _dlib_pool.pool_for(self._job)
-        else:
-            self._start_twin()
+        elif self._engine == "onnx":
+            threading.Thread(target=self._open_session, name="facelab-dlib-onnx", daemon=True).start()
 
-    def _start_twin(self) -> None:
-        """Build the Keras twin on a background thread (once)."""
-        with self._lock:
-            if self._twin_loading is None:
-                self._twin_loading = threading.Thread(target=self._load_twin, name="facelab-dlib-twin", daemon=True)
-                self._twin_loading.start()
-
-    def _load_twin(self) -> None:
+    def _open_session(self) -> None:
         try:
-            _twin().shared_network(self._path)
-        except Exception:  # noqa: BLE001 - only a head start: the first description builds it again and says why
-            log.debug("building dlib's Keras twin ahead of time failed", exc_info=True)
+            _dlib_onnx.load(self._path)
+        except Exception:  # noqa: BLE001 - only a head start: the first description opens it again and says why
+            log.debug("opening dlib's ONNX graph ahead of time failed", exc_info=True)
 
     def cache_key(self) -> str:
         # The same for both engines: their descriptors agree to 1e-4 (tests/test_dlib_keras.py, on real chips),
@@ -193,30 +189,17 @@ class DlibResNet(Backbone):
         return (np.asarray(crops, dtype=np.float32) - np.asarray(DLIB_MEAN_RGB, np.float32)) / 256.0
 
     def _describe(self, chips: np.ndarray) -> np.ndarray:
-        """Descriptors of (N, 150, 150, 3) chips: the Keras twin's, or dlib's in the worker processes when there are any."""
-        if self._engine_for(len(chips)) == "keras":
+        """Descriptors of (N, 150, 150, 3) chips by this backbone's engine (dlib: in the worker processes if any)."""
+        if self._engine == "onnx":
+            return _dlib_onnx.embed(chips, self._path)
+        if self._engine == "keras":
             return _twin().embed(chips, self._path)
-        if self.engine == "auto" and not self.num_jitters and _keras_loaded():
-            # Keras is loaded anyway (MTCNN loads it): these few chips go to dlib's workers while the twin builds for
-            # the next ones (4 chips: 0.29 s in two workers, ~0.03 s in the twin).
-            self._start_twin()
         return _dlib_pool.in_workers(self._job, lambda pool: pool.describe(chips, self.num_jitters),
                                      lambda: self._describe_here(chips))
 
     @property
     def _job(self) -> _dlib_pool.Job:
         return ("describe", str(self._path))
-
-    def _engine_for(self, chips: int) -> str:
-        """The engine that describes ``chips`` chips now (see :data:`KERAS_FROM_CHIPS` for "auto")."""
-        if self.engine != "auto":
-            return self.engine
-        if self.num_jitters:
-            return "dlib"  # the random jitter is dlib's own
-        twin = sys.modules.get("core.pipeline.backbones._dlib_keras")  # never imported here: it imports Keras
-        if self._path.resolve() in getattr(twin, "_shared", {}):  # (another thread may be importing it right now)
-            return "keras"
-        return "keras" if chips >= KERAS_FROM_CHIPS and importlib.util.find_spec("keras") is not None else "dlib"
 
     def _describe_here(self, chips: np.ndarray) -> np.ndarray:
         """One dlib call per chip in this process, yielding between calls.
@@ -256,14 +239,9 @@ class DlibResNet(Backbone):
         return _twin().network(self._path)
 
 
-def _keras_loaded() -> bool:
-    """Whether this process has imported Keras already (then the twin costs no TensorFlow import)."""
-    return "keras" in sys.modules
-
-
 def _twin() -> ModuleType:
-    """The Keras twin's module, imported on first use (it imports Keras, which the dlib engine never needs) under
-    HEAVY_IMPORTS: the twin may be built on a background thread while the detector imports TensorFlow."""
+    """The Keras twin's module, imported on first use (it imports Keras, which the other engines never need) under
+    HEAVY_IMPORTS: a training job's thread may be importing TensorFlow at the same time."""
     with HEAVY_IMPORTS:
         from core.pipeline.backbones import _dlib_keras  # lazy: it imports Keras (the Dataset page must not load it)
     return _dlib_keras

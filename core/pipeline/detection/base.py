@@ -138,7 +138,7 @@ class Detector(ABC):
     @property
     def loaded(self) -> bool:
         """Whether the model is in memory. A detector whose model is heavy builds it in :meth:`load`, on first use,
-        so a pass whose photos are all cached never loads it (MTCNN: TensorFlow, 4 of a cached embed's 6 s)."""
+        so a pass whose photos are all cached never loads it (MTCNN: three networks)."""
         return True
 
     def load(self) -> None:
@@ -181,8 +181,7 @@ class Detector(ABC):
     def default_cache_key(cls) -> str:
         """:meth:`cache_key` of this detector built with its default settings, without building it.
 
-        Lets a page count the photos already embedded without loading a model (MTCNN loads
-        TensorFlow). Tests check it equals the built detector's key for every registered detector.
+        Lets a page count the photos already embedded without loading a model. Tests check it equals the built detector's key for every registered detector.
         """
         defaults = {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()
                     if parameter.default is not parameter.empty}
