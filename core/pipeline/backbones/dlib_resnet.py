@@ -139,7 +139,7 @@ class DlibResNet(Backbone):
             log.debug("opening dlib's ONNX graph ahead of time failed", exc_info=True)
 
     def cache_key(self) -> str:
-        # The same for both engines: their descriptors agree to 1e-4 (tests/test_dlib_keras.py, on real chips),
+        # The same for every engine: their descriptors agree to 1e-4 (tests/test_dlib_keras.py, on real chips),
         # so embeddings cached by one serve the other.
         return f"{self.name}:{self.weights_id}:jitter{self.num_jitters}:{'flip' if self.flip_average else 'noflip'}"
 
