@@ -7,6 +7,7 @@ path no other test executes. ARCHITECTURE.md draws the same layers.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,7 @@ def layer_of(module: str) -> int:
     return rank
 
 
+@functools.cache  # every parametrized test asks again: parse each file once per session
 def imports(path: Path, module_level_only: bool = False) -> list[tuple[str, ast.stmt]]:
     """(imported module, statement) pairs; ``from core.x import y`` counts as core.x.y when that is a module."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -75,6 +77,7 @@ def imports_of_block(body: list[ast.stmt]) -> list[tuple[str, ast.stmt]]:
     return out
 
 
+@functools.cache
 def core_edges(module_level_only: bool = False) -> dict[str, set[str]]:
     return {name: {target for target, _ in imports(path, module_level_only) if target in MODULES or target == "core"}
             for name, path in MODULES.items()}

@@ -1,4 +1,8 @@
-"""Real browser: train on five_celebrity_faces, watch the curves, read the results, download the SavedModel."""
+"""Real browser: train on three five_celebrity people, watch the curves, read the results, download the SavedModel.
+
+22 photos, not the whole 117 of five_celebrity_faces: the page's flow is the same, and the fine-tuning and the
+photos' embedding cost the suite seconds instead of minutes (the whole dataset trains in test_browser_many_users.py).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_dataset
+from tests.conftest import small_dataset
 
 pytestmark = pytest.mark.browser
 
 CHARTS = "[data-testid=stPlotlyChart] .main-svg"
+DATASET = "three_celebrities"
+
+
+@pytest.fixture(scope="module")
+def exposed_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The only dataset the server offers: 9 train, 10 validation and 3 test photos of three people."""
+    shelf = tmp_path_factory.mktemp("shelf")
+    small_dataset(shelf / DATASET)
+    return shelf
 
 
 def choose(page, label: str, option: str) -> None:
@@ -22,13 +35,12 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=False).first.click()
 
 
-def open_five_celebrity(page, live_app) -> None:
-    """The Train page on five_celebrity_faces with dlib's HOG detector (fast on a CPU)."""
-    shared_dataset("five_celebrity_faces")
+def open_three_celebrities(page, live_app) -> None:
+    """The Train page on the three people with dlib's HOG detector (fast on a CPU)."""
     url, _ = live_app
     page.goto(f"{url}/train")
     page.get_by_role("heading", name="Train").first.wait_for(timeout=60_000)
-    choose(page, "Dataset", "five_celebrity_faces")
+    choose(page, "Dataset", DATASET)
     choose(page, "Face detector", "dlib HOG")
 
 
@@ -46,12 +58,12 @@ def results_and_savedmodel(page, screenshot: Path) -> None:
 
 
 def test_train_page_trains_and_shows_results(page, live_app, artifacts_dir: Path) -> None:
-    open_five_celebrity(page, live_app)
-    page.get_by_text("embedding 117 new photo(s) × ~0.25 s").first.wait_for(timeout=90_000)  # five_celebrity, HOG
+    open_three_celebrities(page, live_app)
+    page.get_by_text("embedding 22 new photo(s) × ~0.25 s").first.wait_for(timeout=90_000)  # dlib HOG
     assert page.get_by_text("VGG-Face (VGG16) is unavailable").count() >= 1
-    # 5,000 epochs (the most the page allows): the Stop below must land while training still runs, also when a
-    # quiet machine trains the head fast (2,000 epochs once finished before the click).
-    for label, value in (("Epochs (at most)", "5000"), ("Early-stopping patience", "0")):
+    # 5,000 epochs (the most the page allows) of nine one-photo batches: the Stop below must land while training
+    # still runs, also when a quiet machine trains the head fast (2,000 epochs of 77 photos once finished first).
+    for label, value in (("Epochs (at most)", "5000"), ("Batch size", "1"), ("Early-stopping patience", "0")):
         field = page.get_by_role("spinbutton", name=label)
         field.fill(value)
         field.press("Enter")
@@ -80,7 +92,7 @@ def test_train_page_trains_and_shows_results(page, live_app, artifacts_dir: Path
 
 def test_train_page_fine_tunes_dlib_resnet_offline(page, live_app, artifacts_dir: Path) -> None:
     """The headline mode is no longer greyed out without VGG-Face: dlib's ResNet fine-tunes end to end, offline."""
-    open_five_celebrity(page, live_app)
+    open_three_celebrities(page, live_app)
     mode = page.get_by_role("radio", name="Fine-tune the face model end to end (slow)")
     assert mode.is_enabled()
     mode.check(force=True)  # Streamlit hides the input under its own radio drawing

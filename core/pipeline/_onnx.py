@@ -74,7 +74,7 @@ class Graph:
         return model.SerializeToString()
 
 
-_sessions: dict[Path, Any] = {}
+_sessions: dict[str, Any] = {}  # built file's name (network, weights checksum, format) → its session
 _lock = threading.Lock()
 
 
@@ -83,11 +83,13 @@ def session(name: str, weights: Path, build: Callable[[], bytes]) -> Any:
 
     ``build`` writes the graph from the weights; it runs only when the weights folder has no good copy yet.
     """
-    target = weights_dir() / f"{name}-{sha256_of(weights)[:16]}-v{FORMAT}.onnx"
+    file_name = f"{name}-{sha256_of(weights)[:16]}-v{FORMAT}.onnx"
     with _lock:
-        if target not in _sessions:
-            _sessions[target] = _load_or_build(target, build)
-        return _sessions[target]
+        # Keyed by the file's name, not its folder: the same weights give the same network, so a process that
+        # switches FaceLab homes (a test suite, a server whose users change homes) keeps its one session.
+        if file_name not in _sessions:
+            _sessions[file_name] = _load_or_build(weights_dir() / file_name, build)
+        return _sessions[file_name]
 
 
 def _load_or_build(target: Path, build: Callable[[], bytes]) -> Any:

@@ -37,6 +37,7 @@ COLUMNS = 15  # a face row: x1, y1, x2, y2, score, five landmark x, five landmar
 _NMS_PAIRS = 1 << 22  # box pairs compared at once by the suppression: ~100 MB of temporaries at most
 
 
+@functools.cache  # finding the package walks sys.path: once per process
 def weights_file(network: str) -> Path:
     """The mtcnn package's weights for ``network`` ("pnet", "rnet", "onet"), found without importing the package."""
     spec = importlib.util.find_spec("mtcnn")
@@ -95,9 +96,8 @@ def _build(network: str) -> bytes:
     return graph.to_bytes({"pixels": (None, side, side, 3)}, outputs)
 
 
-@functools.cache
 def _session(network: str) -> Any:
-    """The shared session (looked up once: finding the package and checking the weights' checksum take time)."""
+    """The process's shared session of ``network``."""
     return _onnx.session(f"mtcnn_{network}", weights_file(network), lambda: _build(network))
 
 
