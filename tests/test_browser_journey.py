@@ -19,6 +19,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 expect, PlaywrightTimeout = playwright.expect, playwright.TimeoutError
 
 PEOPLE = ("ben_afflek", "elton_john", "madonna")
+PER_PERSON = 10  # photos uploaded of each: every step has photos to show (7 train, 2 validation, 1 test each)
 SPLIT_RATIOS = (0.70, 0.15, 0.15)  # the Builder's default sliders: validation 15 %, test 15 %
 DATASET = "journey"
 CHARTS = "[data-testid=stPlotlyChart] .main-svg"
@@ -90,9 +91,9 @@ def metric(page, label: str):  # noqa: ANN001, ANN201 - Playwright page and loca
 
 
 def person_photos(person: str) -> list[Path]:
-    """Every photo of ``person`` in five_celebrity_faces (train, validation and test)."""
+    """The first PER_PERSON photos of ``person`` in five_celebrity_faces, by path (its test photos, then train ones)."""
     root = shared_dataset("five_celebrity_faces")
-    return sorted(p for split in ("train", "validation", "test") for p in (root / split / person).iterdir())
+    return sorted(p for split in ("train", "validation", "test") for p in (root / split / person).iterdir())[:PER_PERSON]
 
 
 def build_dataset(page, people: dict[str, list[Path]]) -> None:  # noqa: ANN001
@@ -150,13 +151,13 @@ def test_build_audit_train_predict_verify(page, live_app, artifacts_dir: Path) -
     settle(page)
     screenshot(page, artifacts_dir / "journey_2_audit.png")
 
-    # 3 · Train: dlib HOG + dlib ResNet, a softmax head, a few dozen epochs; the curves are drawn.
+    # 3 · Train: dlib HOG + dlib ResNet, a softmax head, up to 200 short epochs; the curves are drawn.
     go_to(page, "Train")
     choose(page, "Dataset", DATASET)
     choose(page, "Face detector", "dlib HOG")
     page.get_by_text(f"embedding {sum(expected)} new photo(s)").first.wait_for(timeout=MODEL_WAIT)
-    type_into(page, "Epochs (at most)", "40")
-    page.get_by_text("up to 40 head epochs").first.wait_for(timeout=30_000)
+    type_into(page, "Epochs (at most)", "200")  # one batch an epoch: 21 photos
+    page.get_by_text("up to 200 head epochs").first.wait_for(timeout=30_000)
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Saved run").first.wait_for(timeout=MODEL_WAIT)
     wait_for_charts(page, 3)  # loss, accuracy, confusion matrix
