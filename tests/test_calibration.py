@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +249,18 @@ def test_save_and_load_round_trip(synthetic_calibration):
     assert loaded == synthetic_calibration
     assert loaded.confidence("cosine", 0.0) == synthetic_calibration.confidence("cosine", 0.0)
     assert list_calibrations() == [synthetic_calibration]
+
+
+def test_of_two_made_within_one_second_the_last_is_the_newest(synthetic_calibration):
+    """``created`` counts whole seconds; a recalibration a moment later (the CLI on a fast machine) must still win."""
+    first = synthetic_calibration
+    second = dataclasses.replace(first, context={**CONTEXT, "dataset": "sha256:def"})
+    for order in ((first, second), (second, first)):
+        for calibration in order:
+            save_calibration(calibration)
+            time.sleep(0.02)  # more than the file system's clock tick
+        assert [c.created for c in order] == [first.created] * 2, "the same second"
+        assert list_calibrations() == [order[1], order[0]]
 
 
 def test_missing_and_mismatched_contexts_load_as_none(synthetic_calibration):

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +20,7 @@ import pytest
 from core.compare.calibration import Calibration, calibrate, save_calibration
 from core.services.calibrate import MIN_AUC, calibration_context, choose_calibration, find_calibration
 from core.services.gallery import dataset_fingerprint
-from tests.conftest import ROOT, identity_clusters, image_bytes, noise_image
+from tests.conftest import identity_clusters, image_bytes, noise_image, run_cli
 
 PIPELINE = SimpleNamespace(detector=SimpleNamespace(cache_key=lambda: "detector-key"), align=True, crop="chip",
                            backbone=SimpleNamespace(cache_key=lambda: "backbone-key", decision_metric="euclidean"))
@@ -97,13 +94,6 @@ def test_a_calibration_made_on_another_dataset_is_refused(tmp_path: Path) -> Non
 # ---------------------------------------------------------------- the command line, on real photos
 
 
-def cli(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "FACELAB_WORKSPACE"}
-    env.update(FACELAB_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
 def celebrity_dataset(root: Path, five_celebrity: Path, poisoned: bool) -> Path:
     """Three photos each of three celebrities; poisoned: each folder holds one photo of each of them."""
     people = ("madonna", "elton_john", "jerry_seinfeld")
@@ -120,25 +110,25 @@ def test_cli_verify_names_its_calibration_and_skips_or_refuses_a_poisoned_one(
         tmp_path: Path, five_celebrity: Path, facelab_home: Path) -> None:
     poisoned = celebrity_dataset(tmp_path / "poisoned", five_celebrity, poisoned=True)
     pipeline = ["--detector", "dlib-hog", "--backbone", "dlib-resnet"]
-    made = cli("calibrate", str(poisoned), *pipeline, "--json", home=facelab_home)
+    made = run_cli("calibrate", str(poisoned), *pipeline, "--json", home=facelab_home)
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["auc"] < MIN_AUC
     strangers = [str(sorted((five_celebrity / "train" / person).iterdir())[index])
                  for person, index in (("madonna", 0), ("elton_john", 1))]
 
-    automatic = cli("verify", *strangers, *pipeline, home=facelab_home)
+    automatic = run_cli("verify", *strangers, *pipeline, home=facelab_home)
     assert automatic.returncode == 0, automatic.stderr
     assert automatic.stdout.startswith("different people")
     assert "default (not calibrated) threshold 0.6000" in automatic.stdout
     assert "skipped: the calibration on 'poisoned'" in automatic.stdout and "below 0.9" in automatic.stdout
 
-    pinned = cli("verify", *strangers, *pipeline, "--calibration", str(poisoned), home=facelab_home)
+    pinned = run_cli("verify", *strangers, *pipeline, "--calibration", str(poisoned), home=facelab_home)
     assert pinned.returncode == 2 and "Traceback" not in pinned.stderr
     assert pinned.stderr.startswith("error: refused: the calibration on 'poisoned'") and pinned.stdout == ""
 
     clean = celebrity_dataset(tmp_path / "clean", five_celebrity, poisoned=False)
-    assert cli("calibrate", str(clean), *pipeline, home=facelab_home).returncode == 0
-    named = cli("verify", *strangers, *pipeline, "--json", home=facelab_home)
+    assert run_cli("calibrate", str(clean), *pipeline, home=facelab_home).returncode == 0
+    named = run_cli("verify", *strangers, *pipeline, "--json", home=facelab_home)
     verdict = json.loads(named.stdout)
     assert verdict["threshold_source"] == "calibrated" and verdict["verified"] is False
     assert verdict["calibration"]["dataset_name"] == "clean" and verdict["calibration"]["auc"] >= MIN_AUC

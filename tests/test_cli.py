@@ -1,25 +1,19 @@
-"""The command line as a user runs it: commands listed, JSON-only stdout, one-line errors."""
+"""The command line as a user runs it, each command a new ``python -m core`` process: commands listed, JSON-only
+stdout, one-line errors."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, image_bytes, noise_image
-
-
-def run_cli(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "FACELAB_HOME": str(home)})
+from tests.conftest import image_bytes, noise_image, run_cli
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:
-    done = run_cli("--help", home=tmp_path)
+    done = run_cli("--help", home=tmp_path, isolated=True)
     assert done.returncode == 0
     for command in ("scan", "embed", "weights", "train", "predict", "verify", "calibrate"):
         assert command in done.stdout
@@ -32,7 +26,8 @@ def test_embed_json_reports_faces_and_fills_the_cache(tmp_path: Path) -> None:
         (dataset / split / person / "a.png").write_bytes(image_bytes(noise_image(64, 64, seed)))
     (dataset / "train" / "bob" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     home = tmp_path / "home"
-    done = run_cli("embed", str(dataset), "--detector", "haar", "--backbone", "dlib-resnet", "--json", home=home)
+    done = run_cli("embed", str(dataset), "--detector", "haar", "--backbone", "dlib-resnet", "--json", home=home,
+                   isolated=True)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)  # stdout holds only the JSON document
     assert report["photos"] == 4 and report["errors"] == 1
@@ -42,7 +37,7 @@ def test_embed_json_reports_faces_and_fills_the_cache(tmp_path: Path) -> None:
 
 
 def test_unknown_detector_is_a_one_line_error(tmp_path: Path) -> None:
-    done = run_cli("embed", str(tmp_path), "--detector", "nope", home=tmp_path)
+    done = run_cli("embed", str(tmp_path), "--detector", "nope", home=tmp_path, isolated=True)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "unknown detector 'nope'" in done.stderr
 
@@ -76,7 +71,7 @@ def test_an_endless_file_as_an_argument_is_one_line_and_status_2(command: list[s
     photo.write_bytes(image_bytes(noise_image(64, 64, seed=1)))
     special = special_file(kind, tmp_path, "pipe.jpg")
     args = [part.format(photo=photo, special=special) for part in command]
-    done = run_cli(*args, home=tmp_path / "home", timeout=60)  # reading the file would never end
+    done = run_cli(*args, home=tmp_path / "home", isolated=True, timeout=60)  # reading the file would never end
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr and not done.stdout
@@ -92,11 +87,11 @@ def test_an_endless_file_inside_a_dataset_is_skipped_and_named(kind: str, tmp_pa
         bad.symlink_to("/dev/zero")
     else:
         os.mkfifo(bad)
-    scanned = run_cli("scan", str(dataset), "--json", home=tmp_path / "home", timeout=60)
+    scanned = run_cli("scan", str(dataset), "--json", home=tmp_path / "home", isolated=True, timeout=60)
     assert scanned.returncode == 0, scanned.stderr[-2000:]
     problems = json.loads(scanned.stdout)["problems"]
     assert any(p["path"] == "train/ann/b.jpg" and "not a regular file" in p["message"] for p in problems), problems
     embedded = run_cli("embed", str(dataset), "--detector", "haar", "--backbone", "dlib-resnet", "--json",
-                       home=tmp_path / "home", timeout=300)
+                       home=tmp_path / "home", isolated=True, timeout=300)
     assert embedded.returncode == 0, embedded.stderr[-2000:]
     assert json.loads(embedded.stdout)["error_photos"] == {"train/ann/b.jpg": "b.jpg: not a regular file."}

@@ -26,7 +26,7 @@ from core.data import zipimport
 from core.files import STALE_AFTER_SECONDS, is_temporary, publish_dir, remove_stale, temporary_dir, write_bytes_atomic
 from core.training.config import TrainConfig
 from core.training.fit import train_head
-from tests.conftest import PAGE_WORKSPACE, ROOT
+from tests.conftest import PAGE_WORKSPACE, ROOT, run_cli
 from tests.test_importer import good_entries, make_zip
 
 PAUSE = """
@@ -107,11 +107,6 @@ def let_time_pass(paths: list[Path]) -> None:
         os.utime(path, (old, old), follow_symlinks=False)
 
 
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env={**os.environ, "FACELAB_HOME": str(home)},
-                          capture_output=True, text=True, timeout=300)
-
-
 def good_things(home: Path) -> dict[str, bytes]:
     """Every file that is not a temporary, with its bytes: what a clean-up must leave exactly as it was."""
     return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*"))
@@ -136,7 +131,7 @@ def test_import_killed_midway_is_cleaned_by_the_next_cli_start(facelab_home: Pat
     assert len([p for p in left[0].rglob("*.png")]) == 3
     before = good_things(facelab_home)
     let_time_pass(left)
-    result = cli(facelab_home, "scan", str(datasets_dir() / "good"))
+    result = run_cli("scan", str(datasets_dir() / "good"), home=facelab_home, isolated=True)
     assert result.returncode == 0, result.stderr
     assert temporaries(facelab_home) == []
     assert good_things(facelab_home) == before and runs.list_runs() == [saved_run]
@@ -165,7 +160,7 @@ def test_download_killed_midway_is_cleaned(facelab_home: Path, tmp_path: Path) -
     left = temporaries(facelab_home)
     assert [p.parent for p in left] == [weights_dir()] and left[0].name.endswith(".part")
     let_time_pass(left)
-    assert cli(facelab_home, "scan", str(tmp_path)).returncode == 0
+    assert run_cli("scan", str(tmp_path), home=facelab_home, isolated=True).returncode == 0
     assert temporaries(facelab_home) == []
 
 
@@ -177,7 +172,8 @@ def test_what_a_living_process_writes_is_kept_however_old(facelab_home: Path, tm
     try:
         left = temporaries(facelab_home)
         let_time_pass([p for path in left for p in [path, *path.rglob("*")]])
-        assert cli(facelab_home, "scan", str(tmp_path)).returncode == 0  # a start: it cleans what is stale
+        # a start: it cleans what is stale
+        assert run_cli("scan", str(tmp_path), home=facelab_home, isolated=True).returncode == 0
         assert temporaries(facelab_home) == left
         assert remove_stale(facelab_home, max_age_seconds=0) == []
         out, err = importer.communicate("go on\n", timeout=60)

@@ -20,7 +20,7 @@ from core.pipeline.face_choice import (
     order_faces,
     several_faces_note,
 )
-from tests.conftest import displayed, image_bytes, noise_image
+from tests.conftest import displayed, image_bytes, noise_image, run_cli
 from tests.test_embeddings import CountingDetector, MeanColourBackbone
 from tests.two_faces import is_subject, two_face_photo
 
@@ -123,7 +123,6 @@ def test_a_real_photo_with_a_cut_off_bystander_is_verified_on_its_subject(detect
 
 
 def test_the_cli_verifies_the_face_the_face_choice_picks(tmp_path) -> None:  # noqa: ANN001
-    from tests.test_cli import run_cli
     from tests.test_page_verify import photo
 
     two = tmp_path / "two.png"
@@ -140,7 +139,7 @@ def test_the_cli_verifies_the_face_the_face_choice_picks(tmp_path) -> None:  # n
         assert report["face_choice"] == rule and report["faces"][0]["faces_found"] == 2
         verdicts[rule] = (is_subject(tuple(report["faces"][0]["box"])), report["verified"])
     assert verdicts == {"central": (True, True), "largest": (False, False)}, "largest compares the bystander"
-    done = run_cli("verify", *common, "--face-choice", "biggest", home=home, timeout=120)
+    done = run_cli("verify", *common, "--face-choice", "biggest", home=home)
     assert done.returncode == 2 and done.stderr.strip() == ("error: unknown face choice 'biggest'; "
                                                             "choose one of: largest, central.")
 

@@ -17,8 +17,7 @@ from core.runs import GALLERY_FILE, RunInfo, load_run, save_run
 from core.services import finetuned
 from core.training.config import TrainConfig
 from core.training.fit import train_head
-from tests.conftest import FinetunedRun, identity_clusters, image_bytes, noise_image
-from tests.test_cli import run_cli
+from tests.conftest import FinetunedRun, identity_clusters, image_bytes, noise_image, run_cli
 
 pytest.importorskip("keras")
 
@@ -178,7 +177,7 @@ def test_cli_verify_refuses_a_head_run_an_unknown_run_and_two_models_in_one_line
              (["--run", "20990101-000000-abcdef"], "run 20990101-000000-abcdef does not exist"),
              (["--run", head_run.id, "--backbone", "dlib-resnet"], "--run and --backbone both choose")]
     for options, message in cases:
-        done = run_cli("verify", *map(str, photos), *options, home=facelab_home, timeout=300)
+        done = run_cli("verify", *map(str, photos), *options, home=facelab_home)
         assert done.returncode == 2, done.stderr[-2000:]
         assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and message in done.stderr
         assert "Traceback" not in done.stderr and not done.stdout

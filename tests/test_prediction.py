@@ -5,9 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,7 +50,7 @@ from core.services.predict import (
     uploaded_photos,
 )
 from core.training.heads.centroid import CentroidHead
-from tests.conftest import ROOT, displayed, image_bytes, shared_dataset
+from tests.conftest import displayed, image_bytes, run_cli, shared_dataset
 
 # --- the rule and the distance helpers -----------------------------------------------------------------
 
@@ -632,9 +629,7 @@ def test_cli_predict_json_and_annotated_copies(celebrity_run: tuple[Path, str], 
                                                tmp_path: Path) -> None:
     home, run_id = celebrity_run
     out = tmp_path / "annotated"
-    env = {**os.environ, "FACELAB_HOME": str(home)}
-    done = subprocess.run([sys.executable, "-m", "core", "predict", run_id, str(five_celebrity), "--json",
-                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = run_cli("predict", run_id, str(five_celebrity), "--json", "--out", str(out), home=home)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["run"] == run_id and len(result["images"]) == 24
@@ -645,8 +640,7 @@ def test_cli_predict_json_and_annotated_copies(celebrity_run: tuple[Path, str], 
     files = sorted(out.iterdir())
     assert len(files) == 24 and all(f.suffix == ".jpg" and not f.name.startswith(".tmp") for f in files)
     assert Image.open(files[0]).format == "JPEG"
-    bad = subprocess.run([sys.executable, "-m", "core", "predict", "nope", str(five_celebrity)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    bad = run_cli("predict", "nope", str(five_celebrity), home=home)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "not a run id" in bad.stderr
 
 
@@ -663,9 +657,7 @@ def test_cli_scores_strangers_open_set_and_names_by_key(celebrity_run: tuple[Pat
     (folder / "test" / "Elton John").mkdir()  # typed as a Builder would keep it; the run knows elton_john
     for photo in sorted((five_celebrity / "test" / "elton_john").iterdir())[:2]:
         (folder / "test" / "Elton John" / photo.name).write_bytes(photo.read_bytes())
-    env = {**os.environ, "FACELAB_HOME": str(home)}
-    done = subprocess.run([sys.executable, "-m", "core", "predict", run_id, str(folder), "--json"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = run_cli("predict", run_id, str(folder), "--json", home=home)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     print({k: result[k] for k in ("accuracy", "stranger_photos", "rejected", "rejection_rate", "false_accept_rate")})
@@ -677,8 +669,7 @@ def test_cli_scores_strangers_open_set_and_names_by_key(celebrity_run: tuple[Pat
     assert not any(v.startswith("wrong,") for v in verdicts)
     rejected = [f for image in result["images"] for f in image["faces"] if f["label"] == "unknown"]
     assert rejected and all(f["text"].startswith("unknown (closest: ") for f in rejected)
-    printed = subprocess.run([sys.executable, "-m", "core", "predict", run_id, str(folder)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=300).stdout
+    printed = run_cli("predict", run_id, str(folder), home=home).stdout
     assert f"{result['rejected']}/6 correctly rejected" in printed and "unknown (closest: " in printed
     assert "· wrong, is" not in printed
     assert "accuracy 100.0% of 2 labelled photos with a face of people the run knows; 0 without a face" in printed

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +29,7 @@ from core.services.train import (
     train_on_dataset,
 )
 from core.training.config import TrainConfig
-from tests.conftest import ROOT, image_bytes, noise_image, shared_dataset
+from tests.conftest import image_bytes, noise_image, run_cli, shared_dataset
 from tests.test_embeddings import CountingDetector, MeanColourBackbone
 
 
@@ -88,10 +85,8 @@ def test_finetune_mode_needs_a_finetunable_backbone(tmp_path: Path) -> None:
 
 def test_cli_trains_five_celebrity_offline_to_full_test_accuracy(facelab_home: Path) -> None:
     dataset = shared_dataset("five_celebrity_faces")
-    env = {**os.environ, "FACELAB_HOME": str(facelab_home)}
-    done = subprocess.run([sys.executable, "-m", "core", "train", str(dataset), "--detector", "dlib-hog",
-                           "--backbone", "dlib-resnet", "--json"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = run_cli("train", str(dataset), "--detector", "dlib-hog", "--backbone", "dlib-resnet", "--json",
+                   home=facelab_home)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
     assert out["test_accuracy"] == 1.0 and out["val_accuracy"] == 1.0
@@ -100,9 +95,8 @@ def test_cli_trains_five_celebrity_offline_to_full_test_accuracy(facelab_home: P
 
 
 def test_cli_error_is_one_line(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "core", "train", str(tmp_path / "missing"), "--detector", "haar",
-                           "--backbone", "dlib-resnet"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "FACELAB_HOME": str(tmp_path / "home")})
+    done = run_cli("train", str(tmp_path / "missing"), "--detector", "haar", "--backbone", "dlib-resnet",
+                   home=tmp_path / "home", isolated=True)  # what a user's terminal shows: one line, no traceback
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.strip().startswith("error:")
 
@@ -265,7 +259,8 @@ def cli_jobs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Job]]:
     yield jobs
 
 
-def run_cli(root: Path, monkeypatch: pytest.MonkeyPatch, pipeline: Pipeline, *options: str) -> int:
+def train_cli(root: Path, monkeypatch: pytest.MonkeyPatch, pipeline: Pipeline, *options: str) -> int:
+    """``core train ROOT --json OPTIONS`` in this process, on ``pipeline`` (its exit code; output in capsys)."""
     monkeypatch.setattr("core.cli.train.build_pipeline", lambda args: pipeline)
     return cli_main(["train", str(root), "--json", *options])
 
@@ -281,7 +276,7 @@ def test_cli_ctrl_c_while_embedding_prints_the_message_and_keeps_the_cache(
             return super()._detect(image)
 
     pipeline = Pipeline(WaitingDetector(), MeanColourBackbone())
-    assert run_cli(root, monkeypatch, pipeline) == 2
+    assert train_cli(root, monkeypatch, pipeline) == 2
     err = capsys.readouterr().err
     assert f"error: {STOPPED_WHILE_EMBEDDING}" in err and "Traceback" not in err
     assert list_runs() == []
@@ -301,7 +296,7 @@ def test_cli_ctrl_c_while_training_saves_a_stopped_run(tmp_path: Path, monkeypat
             assert cli_jobs[0].stop.wait(TIMEOUT)
 
     monkeypatch.setattr("core.cli.train.log", epoch_three_waits)
-    assert run_cli(root, monkeypatch, fake_pipeline(), "--head", "notebook", "--epochs", "100000") == 0
+    assert train_cli(root, monkeypatch, fake_pipeline(), "--head", "notebook", "--epochs", "100000") == 0
     captured = capsys.readouterr()
     out = json.loads(captured.out)
     assert out["stopped"] is True and out["epochs"] == 3

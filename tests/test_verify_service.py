@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,7 @@ from core.pipeline.embeddings import Pipeline
 from core.services import calibrate as calibrate_service
 from core.services import gallery as gallery_service
 from core.services import verify as service
-from tests.conftest import ROOT, identity_clusters, image_bytes
+from tests.conftest import identity_clusters, image_bytes, run_cli
 
 PEOPLE = ("madonna", "elton_john", "jerry_seinfeld")
 
@@ -320,16 +317,10 @@ def test_gallery_store_builds_once_rebuilds_on_change_and_drops_the_oldest(
 # ---------------------------------------------------------------- command line
 
 
-def cli(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FACELAB_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=180)
-
-
 def test_cli_calibrate_then_verify_uses_the_calibration(tiny_dataset: Path, five_celebrity: Path,
                                                           facelab_home: Path) -> None:
     photos = [str(photo_path(five_celebrity, "madonna", 0)), str(photo_path(five_celebrity, "elton_john", 1))]
-    done = cli("calibrate", str(tiny_dataset), "--detector", "dlib-hog", "--json", home=facelab_home)
+    done = run_cli("calibrate", str(tiny_dataset), "--detector", "dlib-hog", "--json", home=facelab_home)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["n_genuine"], report["n_impostor"]) == (9, 27)  # 3 people × C(3,2); 3 pairs of people × 3·3
@@ -338,7 +329,7 @@ def test_cli_calibrate_then_verify_uses_the_calibration(tiny_dataset: Path, five
     assert report["metric"] in ("cosine", "euclidean") and report["metric_chosen_by"] == "eer"
     assert report["decision"].startswith(f"decides on {report['metric']}: EER ")
 
-    done = cli("verify", *photos, "--detector", "dlib-hog", "--json", home=facelab_home)
+    done = run_cli("verify", *photos, "--detector", "dlib-hog", "--json", home=facelab_home)
     assert done.returncode == 0, done.stderr
     verdict = json.loads(done.stdout)
     assert set(verdict["distances"]) == set(verdict["thresholds"]) == {"cosine", "euclidean", "euclidean_l2"}
@@ -348,8 +339,8 @@ def test_cli_calibrate_then_verify_uses_the_calibration(tiny_dataset: Path, five
     assert [face["index"] for face in verdict["faces"]] == [0, 0]
     assert all(len(face["box"]) == 4 and face["score"] > 0 for face in verdict["faces"])
 
-    pinned = cli("verify", *photos, "--detector", "dlib-hog", "--calibration", str(tiny_dataset), "--no-align",
-                 home=facelab_home)
+    pinned = run_cli("verify", *photos, "--detector", "dlib-hog", "--calibration", str(tiny_dataset), "--no-align",
+                     home=facelab_home)
     assert pinned.returncode == 2 and "no calibration for" in pinned.stderr
     assert "Traceback" not in pinned.stderr
 
@@ -361,7 +352,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path: Path, five_celebrity
     blank.write_bytes(image_bytes(np.full((120, 120, 3), 200, np.uint8)))
     good = str(photo_path(five_celebrity, "madonna", 0))
     for bad, message in ((text, "not an image"), (blank, "no face found")):
-        done = cli("verify", good, str(bad), "--detector", "dlib-hog", "--json", home=facelab_home)
+        done = run_cli("verify", good, str(bad), "--detector", "dlib-hog", "--json", home=facelab_home)
         assert done.returncode == 2 and done.stdout == ""
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0] and bad.name in errors[0]

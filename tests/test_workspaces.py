@@ -8,9 +8,6 @@ of the owner's list (``core.workspaces``) and of the CLI's ``--workspace``.
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -41,7 +38,7 @@ from core.services.jobs import Job
 from core.services.predict import DatasetGone, run_dataset
 from core.training.config import TrainConfig
 from core.training.fit import train_head
-from tests.conftest import ROOT, identity_clusters, image_bytes, noise_image
+from tests.conftest import identity_clusters, image_bytes, noise_image, run_cli
 
 A, B = "A" * 22, "b-_" * 7 + "B"
 BAD_IDS = ["", "short", "A" * 21, "A" * 23, "../" + "A" * 19, "A" * 21 + "/", "A" * 21 + "é", "A" * 21 + ".",
@@ -309,13 +306,6 @@ def test_the_owner_lists_and_deletes_workspaces_only_with_the_token(monkeypatch:
 # ---------------------------------------------------------------- the command line
 
 
-def cli(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if key != "FACELAB_WORKSPACE"}
-    environment.update(FACELAB_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="3", **env)
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=environment, capture_output=True,
-                          text=True, timeout=120)
-
-
 def dataset(root: Path) -> Path:
     for person in ("amy", "bob"):
         (root / "train" / person).mkdir(parents=True)
@@ -327,19 +317,19 @@ def test_cli_works_in_the_default_workspace_or_the_one_named(facelab_home: Path)
     with use_workspace(A):
         dataset(datasets_dir() / "students")
     dataset(datasets_dir() / "teachers")
-    plain = cli("scan", "students", home=facelab_home)
+    plain = run_cli("scan", "students", home=facelab_home, isolated=True)
     assert plain.returncode == 2 and "dataset folder not found: students" in plain.stderr
-    assert cli("scan", "teachers", home=facelab_home).returncode == 0
-    named = cli("--workspace", A, "scan", "students", "--json", home=facelab_home)
+    assert run_cli("scan", "teachers", home=facelab_home, isolated=True).returncode == 0
+    named = run_cli("--workspace", A, "scan", "students", "--json", home=facelab_home, isolated=True)
     assert named.returncode == 0, named.stderr
-    by_env = cli("scan", "students", home=facelab_home, FACELAB_WORKSPACE=A)
+    by_env = run_cli("scan", "students", home=facelab_home, isolated=True, FACELAB_WORKSPACE=A)
     assert by_env.returncode == 0, by_env.stderr
-    assert cli("--workspace", A, "scan", "teachers", home=facelab_home).returncode == 2
+    assert run_cli("--workspace", A, "scan", "teachers", home=facelab_home, isolated=True).returncode == 2
 
 
 @pytest.mark.parametrize("bad", ["../../etc", "A" * 21, "A" * 22])
 def test_cli_refuses_a_malformed_or_unknown_workspace_in_one_line(bad: str, facelab_home: Path) -> None:
-    done = cli("--workspace", bad, "scan", "x", home=facelab_home)
+    done = run_cli("--workspace", bad, "scan", "x", home=facelab_home, isolated=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert ("not a workspace id" if len(bad) != 22 else "no such workspace") in done.stderr
     assert not (facelab_home / "workspaces" / bad).exists()

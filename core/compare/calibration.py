@@ -477,6 +477,18 @@ def load_calibration(context: Mapping[str, Any]) -> Calibration | None:
 
 
 def list_calibrations() -> list[Calibration]:
-    """Every readable stored calibration, newest first (unreadable files are skipped)."""
-    found = (_read(path) for path in calibrations_dir().glob("[!.]*.json"))
-    return sorted((c for c in found if c is not None), key=lambda c: c.created, reverse=True)
+    """Every readable stored calibration, newest first (unreadable files are skipped).
+
+    ``created`` counts whole seconds (it is shown to people): two made within one second are ordered by their
+    files' modification times, so the one made last is still the newest.
+    """
+    found = []
+    for path in calibrations_dir().glob("[!.]*.json"):
+        calibration = _read(path)
+        try:
+            written = path.stat().st_mtime_ns
+        except OSError:  # removed since it was read
+            continue
+        if calibration is not None:
+            found.append((calibration.created, written, calibration))
+    return [calibration for *_, calibration in sorted(found, key=lambda entry: entry[:2], reverse=True)]
