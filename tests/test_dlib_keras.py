@@ -114,7 +114,8 @@ def test_auto_engine_is_onnx_except_for_dlibs_jitter(monkeypatch: pytest.MonkeyP
 
 
 def test_warm_starts_what_the_description_will_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ONNX session opens on a background thread while detection goes on; the dlib engine starts its workers."""
+    """The ONNX session opens on a background thread while detection goes on (once: it stays open); the dlib engine
+    starts its workers."""
     from core.pipeline.backbones import dlib_resnet
     from core.pipeline.backbones.dlib_resnet import DlibResNet
 
@@ -124,6 +125,9 @@ def test_warm_starts_what_the_description_will_use(monkeypatch: pytest.MonkeyPat
     auto = DlibResNet()
     auto.warm(16)
     assert opened.wait(10) and workers == []
+    opened.clear()
+    auto.warm(16)
+    assert not opened.wait(0.5), "asked again"
     by_dlib = DlibResNet(engine="dlib")
     opened.clear()
     by_dlib.warm(16)

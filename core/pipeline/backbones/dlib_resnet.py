@@ -114,6 +114,7 @@ class DlibResNet(Backbone):
         self._weights_id = weight_files.sha256_of(self._path)[:16]
         self._model: Any = None  # in-process copy, loaded only when there are no worker processes
         self._lock = threading.Lock()
+        self._warmed = False  # the ONNX session was asked for ahead of time (once is enough: it stays open)
         if self._engine == "dlib":
             _dlib_pool.pool_for(self._job)  # start the workers now: they load the model while the app goes on
 
@@ -129,7 +130,8 @@ class DlibResNet(Backbone):
         time, built from the .dat: ~1 s) on a background thread."""
         if self._engine == "dlib":
             _dlib_pool.pool_for(self._job)
-        elif self._engine == "onnx":
+        elif self._engine == "onnx" and not self._warmed:
+            self._warmed = True
             threading.Thread(target=self._open_session, name="facelab-dlib-onnx", daemon=True).start()
 
     def _open_session(self) -> None:
