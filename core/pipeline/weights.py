@@ -162,14 +162,17 @@ def missing_message(backbone: str) -> str:
 
 # --- checksums -----------------------------------------------------------------------------------
 
-_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_cache: dict[tuple[int, int, int, int], str] = {}
 _hash_lock = threading.Lock()
 
 
 def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, cached per (path, size, mtime) since weight files are large."""
+    """Hex sha256 of a file, cached per (device, inode, size, mtime) since weight files are large.
+
+    The file's identity comes from one ``stat`` (resolving the path took ten times as long, on every ONNX network
+    call of MTCNN's cascade)."""
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
     with _hash_lock:
         if key in _hash_cache:
             return _hash_cache[key]
