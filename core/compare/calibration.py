@@ -485,10 +485,11 @@ def list_calibrations() -> list[Calibration]:
     found = []
     for path in calibrations_dir().glob("[!.]*.json"):
         calibration = _read(path)
+        if calibration is None:
+            continue
         try:
             written = path.stat().st_mtime_ns
         except OSError:  # removed since it was read
             continue
-        if calibration is not None:
-            found.append((calibration.created, written, calibration))
+        found.append((calibration.created, written, calibration))
     return [calibration for *_, calibration in sorted(found, key=lambda entry: entry[:2], reverse=True)]
