@@ -139,7 +139,7 @@ def run_cli(*args: str, home: Path, isolated: bool = False, timeout: float = 600
     interpreter importing NumPy, OpenCV, ONNX Runtime and TensorFlow again (1–6 s a call on two cores).
     ``isolated`` starts ``python -m core`` for what only a process shows: a hang cut by ``timeout``, a clean start.
     """
-    variables = {"FACELAB_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3", **env}
+    variables = {"FACELAB_HOME": str(home), **env}
     if isolated:
         environment = {k: v for k, v in os.environ.items() if k != "FACELAB_WORKSPACE"} | variables
         return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=environment, capture_output=True,

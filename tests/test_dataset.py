@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from PIL import Image
 
 from core.data import audit as audit_module
 from core.data import layout, paging
-from tests.conftest import ROOT, image_bytes, noise_image, shared_dataset
+from tests.conftest import ROOT, image_bytes, noise_image, run_cli, shared_dataset
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -375,15 +374,10 @@ def test_glint_sample() -> None:
 # --- CLI ---------------------------------------------------------------------------------------------
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "core", "scan", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=os.environ.copy())
-
-
-def test_cli_json(tmp_path: Path) -> None:
+def test_cli_json(tmp_path: Path, facelab_home: Path) -> None:
     root = make(tmp_path / "d", {"train": {"a": 2, "b": 2}, "test": {"a": 1}})
     write(root / "train" / "a" / "readme.txt", b"x")
-    done = cli(str(root), "--json")
+    done = run_cli("scan", str(root), "--json", home=facelab_home)
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert document["people"] == ["a", "b"]
@@ -391,12 +385,12 @@ def test_cli_json(tmp_path: Path) -> None:
     assert document["totals"]["images"] == 5
     assert {p["kind"] for p in document["problems"]} >= {"not_image", "missing_from_split", "missing_split"}
     assert "text" not in document
-    text = cli(str(root))
+    text = run_cli("scan", str(root), home=facelab_home)
     assert text.returncode == 0 and "2 people, 5 usable images" in text.stdout
 
 
-def test_cli_missing_folder(tmp_path: Path) -> None:
-    done = cli(str(tmp_path / "missing"), "--json")
+def test_cli_missing_folder(tmp_path: Path, facelab_home: Path) -> None:
+    done = run_cli("scan", str(tmp_path / "missing"), "--json", home=facelab_home)
     assert done.returncode != 0
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
