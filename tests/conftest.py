@@ -235,16 +235,10 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, exposed_datasets: Path):
             server.kill()
 
 
-def workspace_of(page) -> str:  # noqa: ANN001 - a Playwright page
-    """The workspace id a browser page is in (its ``?workspace=`` query parameter)."""
-    from urllib.parse import parse_qs, urlsplit
-
-    return parse_qs(urlsplit(page.url).query)["workspace"][0]
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
-    """Debian's chromium driven by Playwright (never a downloaded browser)."""
+    """Debian's chromium driven by Playwright (never a downloaded browser): one per test process, each test in
+    contexts of its own (starting a browser and its driver costs ~1.1 CPU-seconds here)."""
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
@@ -300,8 +294,3 @@ def identity_clusters(people: int, per_person: int, dim: int, noise: float, seed
     centres = rng.normal(size=(people, dim))
     labels = np.repeat(np.arange(people), per_person)
     return centres[labels] + noise * rng.normal(size=(len(labels), dim)), [f"{prefix}{i}" for i in labels]
-
-
-def wait_for_charts(page, count: int) -> None:  # noqa: ANN001 - Playwright page
-    """Wait until the ``count``-th chart is drawn (a plotly chart holds two .main-svg, so count charts, not svgs)."""
-    page.locator("[data-testid=stPlotlyChart]").nth(count - 1).locator(".main-svg").first.wait_for(timeout=60_000)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser_journey import choose, screenshot, settle
-from tests.test_browser_verify import MODEL_WAIT, photo
+from tests.browser import MODEL_WAIT, choose, screenshot, settle
+from tests.test_browser_verify import photo
 from tests.two_faces import two_face_photo
 
 pytestmark = pytest.mark.browser

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import metric, screenshot, selected, settle, type_into
 from tests.conftest import image_bytes, noise_image
-from tests.test_browser_journey import metric, screenshot, settle, type_into
-from tests.test_browser_names import selected
 
 pytestmark = pytest.mark.browser
 WIDTHS = (800, 1400)

@@ -1,8 +1,8 @@
 """Real browser, the whole journey from an empty FaceLab home: build a dataset from uploads → audit it →
 train on it → name its test photos → verify two photos. One user, one session, every step through the UI.
 
-The helpers here (``choose``, ``settle``, ``screenshot``, ``PHOTOS``…) are shared with the other
-multi-step browser test, test_browser_many_users.py.
+The helpers it drives the page with (``choose``, ``settle``, ``screenshot``…) are every browser test's, in
+tests/browser.py.
 """
 
 from __future__ import annotations
@@ -12,82 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_dataset, wait_for_charts, workspace_of
+from tests.browser import (
+    CHARTS,
+    MODEL_WAIT,
+    PHOTOS,
+    choose,
+    expect,
+    go_to,
+    metric,
+    screenshot,
+    settle,
+    type_into,
+    wait_for_charts,
+    workspace_of,
+)
+from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.browser
-playwright = pytest.importorskip("playwright.sync_api")
-expect, PlaywrightTimeout = playwright.expect, playwright.TimeoutError
-
 PEOPLE = ("ben_afflek", "elton_john", "madonna")
 PER_PERSON = 10  # photos uploaded of each: every step has photos to show (7 train, 2 validation, 1 test each)
 SPLIT_RATIOS = (0.70, 0.15, 0.15)  # the Builder's default sliders: validation 15 %, test 15 %
 DATASET = "journey"
-CHARTS = "[data-testid=stPlotlyChart] .main-svg"
-PHOTOS = "[data-testid=stImage] img, [data-testid=stImageContainer] img"
-MODEL_WAIT = 180_000  # ms: loading TensorFlow, MTCNN and dlib on a busy 2-core machine
-
-SETTLED = """() => !document.querySelector('[data-testid=stStatusWidget]')
-    && !document.querySelector('[data-testid=stSkeleton]')
-    && [...document.querySelectorAll('[data-testid=stImage] img, [data-testid=stImageContainer] img')]
-        .every(img => img.complete && img.naturalWidth > 0)"""
-
-
-def settle(page, timeout: int = 60_000) -> None:  # noqa: ANN001 - a Playwright page
-    """Wait until the script has finished its rerun and every image has loaded (before clicking or a screenshot)."""
-    page.wait_for_timeout(400)
-    page.wait_for_function(SETTLED, timeout=timeout)
-
-
-def choose(page, label: str, option: str, tries: int = 3) -> None:  # noqa: ANN001
-    """Open the visible select box called ``label`` (hidden tabs hold others) and click ``option`` exactly.
-
-    A click that lands while the page is still laying itself out (a rerun, a window resize) can leave the list
-    closed: the box is opened again, up to ``tries`` times, before the test fails.
-    """
-    box = page.get_by_test_id("stSelectbox").filter(has_text=label).filter(visible=True).first
-    item = page.get_by_role("option", name=option, exact=True)
-    for _ in range(tries):
-        settle(page)
-        box.click()
-        try:
-            item.wait_for(timeout=10_000)
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-            continue
-        item.click()
-        return
-    raise AssertionError(f"the select box {label!r} never offered {option!r}")
-
-
-def type_into(page, label: str, text: str) -> None:  # noqa: ANN001
-    """Fill a visible text or number input and commit it (Streamlit sends the value on Enter)."""
-    field = page.get_by_label(label, exact=True).filter(visible=True).first
-    field.fill(text)
-    field.press("Enter")
-
-
-def screenshot(page, path: Path) -> None:  # noqa: ANN001
-    """The whole page: Streamlit scrolls inside its own container, so grow the window to the content first."""
-    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
-    size = page.viewport_size
-    page.set_viewport_size({"width": size["width"], "height": max(1000, int(height) + 100)})
-    page.wait_for_timeout(800)  # plotly redraws at the new size
-    page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size(size)
-
-
-def go_to(page, title: str) -> None:  # noqa: ANN001
-    """Open a page through the sidebar (same browser session) and wait for its heading."""
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
-    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
-
-
-
-def metric(page, label: str):  # noqa: ANN001, ANN201 - Playwright page and locator
-    """The value of the visible st.metric called ``label`` (a locator: ``expect`` waits for reruns to finish)."""
-    box = page.get_by_test_id("stMetric").filter(visible=True).filter(
-        has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)).first
-    return box.get_by_test_id("stMetricValue")
 
 
 def person_photos(person: str) -> list[Path]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PAGE_WORKSPACE, wait_for_charts
-from tests.test_browser_journey import MODEL_WAIT, PlaywrightTimeout, choose, expect, metric, screenshot, settle
+from tests.browser import MODEL_WAIT, PlaywrightTimeout, choose, drawn, expect, metric, screenshot, settle, wait_for_charts
+from tests.conftest import PAGE_WORKSPACE
 from tests.test_browser_predict import server_with_run  # noqa: F401 - the module's one trained run (a fixture)
 from tests.test_browser_verify import photo
 
@@ -71,7 +71,7 @@ def check_layout(page, name: str, artifacts_dir: Path) -> None:  # noqa: ANN001 
     for width, height in VIEWPORTS:
         page.set_viewport_size({"width": width, "height": height})
         settle(page)
-        page.wait_for_timeout(600)  # plotly and the data grid redraw at the new width
+        drawn(page)  # plotly redraws at the new width
         found = page.evaluate(LAYOUT)
         screenshot(page, artifacts_dir / f"layout_{name}_{width}.png")
         if found["cut"]:
@@ -98,18 +98,11 @@ def app_url(server_with_run: str, browser) -> str:  # noqa: ANN001, F811 - Playw
     return server_with_run
 
 
-def idle(page) -> None:  # noqa: ANN001 - a Playwright page
-    """Wait until the script run is over and nothing drawn is stale: a click on a box being redrawn is lost."""
-    page.wait_for_timeout(500)
-    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget], [data-stale=true]')",
-                           timeout=MODEL_WAIT)
-
-
 def pick(page, label: re.Pattern, option: re.Pattern) -> None:  # noqa: ANN001
     """Choose ``option`` in the box ``label`` from the keyboard (choose() clicks the middle of the box and its label,
     which a two-line label takes), again if a rerun redrew the box and closed its list."""
     for attempt in range(3):
-        idle(page)
+        settle(page, timeout=MODEL_WAIT)  # a click on a box being redrawn is lost
         page.get_by_role("combobox", name=label).press("ArrowDown")  # opens the list without a click to aim
         try:
             page.get_by_role("option", name=option).click(timeout=10_000)
@@ -124,7 +117,7 @@ def open_app(page, url: str, path: str, heading: str) -> None:  # noqa: ANN001
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/{path}?workspace={PAGE_WORKSPACE}")
     page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
-    idle(page)
+    settle(page, timeout=MODEL_WAIT)  # a click on a box being redrawn is lost
 
 
 def test_home_reads_at_every_width(page, app_url: str, artifacts_dir: Path) -> None:

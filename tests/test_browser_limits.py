@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.browser import MODEL_WAIT, screenshot
 from tests.conftest import shared_dataset
-from tests.test_browser_verify import MODEL_WAIT, photo, screenshot
+from tests.test_browser_verify import photo
 
 pytestmark = pytest.mark.browser
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SHARED_DATASETS, shared_dataset, workspace_of
-from tests.test_browser_journey import MODEL_WAIT, PHOTOS, PlaywrightTimeout, choose, expect, metric, settle, type_into
+from tests.browser import MODEL_WAIT, PHOTOS, PlaywrightTimeout, choose, expect, metric, settle, type_into, workspace_of
+from tests.conftest import SHARED_DATASETS, shared_dataset
 
 pytestmark = pytest.mark.browser
 

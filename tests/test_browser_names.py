@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import CHARTS, PHOTOS, go_to, screenshot, selected, settle, type_into
 from tests.conftest import image_bytes, noise_image
-from tests.test_browser_journey import CHARTS, PHOTOS, go_to, screenshot, type_into
 from tests.test_page_names import dataset_name, person_names, photo_name, write_hostile_dataset
 
 pytestmark = pytest.mark.browser
 IMAGE = image_bytes(noise_image(4, 4))
 
-QUIET = """() => !document.querySelector('[data-testid=stStatusWidget]')
-    && !document.querySelector('[data-testid=stSkeleton]')"""
 POINTING_AT = """port => [...document.querySelectorAll('a, img, image, [src], [href]')]
     .flatMap(e => [e.getAttribute('href'), e.getAttribute('src'), e.getAttribute('xlink:href'), e.src, e.href])
     .filter(v => typeof v === 'string' && v.includes('127.0.0.1:' + port))"""
@@ -72,12 +70,6 @@ def target(listener: Listener) -> str:
     return f"http:127.0.0.1:{listener.port}"
 
 
-def settle(page, timeout: int = 60_000) -> None:  # noqa: ANN001
-    """Wait until the script has finished its rerun (not for images: one a name had made might never load)."""
-    page.wait_for_timeout(400)
-    page.wait_for_function(QUIET, timeout=timeout)
-
-
 def visible_text(page) -> str:  # noqa: ANN001 - a Playwright page
     """The page's text as a reader sees it (without the invisible word joiners that break bare links)."""
     return page.inner_text("body").replace("\u2060", "")
@@ -85,7 +77,7 @@ def visible_text(page) -> str:  # noqa: ANN001 - a Playwright page
 
 def assert_inert(page, listener: Listener, *literal: str) -> None:  # noqa: ANN001
     """Nothing connected to the listener, nothing on the page points at it, and ``literal`` is shown as typed."""
-    settle(page)
+    settle(page, images=False)  # an image a hostile name made might never load
     page.wait_for_timeout(1000)  # an image a name had made would have been requested by now
     assert listener.connections == []
     assert page.evaluate(POINTING_AT, listener.port) == []
@@ -98,15 +90,9 @@ def assert_inert(page, listener: Listener, *literal: str) -> None:  # noqa: ANN0
 def pick(page, label: str, option: str) -> None:  # noqa: ANN001
     """Open the visible select box called ``label`` once the page has settled, and click the option containing
     ``option``."""
-    settle(page, timeout=180_000)
+    settle(page, timeout=180_000, images=False)
     page.get_by_test_id("stSelectbox").filter(has_text=label).filter(visible=True).first.click()
     page.get_by_role("option", name=option).first.click()
-
-
-def selected(page, label: str) -> str:  # noqa: ANN001
-    """The text the visible select box called ``label`` shows."""
-    return page.get_by_test_id("stSelectbox").filter(has_text=label).filter(visible=True).first.locator("input") \
-        .input_value()
 
 
 def test_hostile_names_render_as_text_everywhere(page, live_app, listener: Listener, artifacts_dir: Path) -> None:
@@ -162,7 +148,7 @@ def test_hostile_names_render_as_text_everywhere(page, live_app, listener: Liste
     assert selected(page, "Dataset for calibration").startswith(dataset)  # the only dataset, chosen already
     for n in (1, 2):
         page.get_by_test_id("stRadio").filter(has_text=f"Photo {n} from").get_by_text("From the dataset").click()
-        settle(page, timeout=180_000)
+        settle(page, timeout=180_000, images=False)
     page.get_by_text("Different people").first.wait_for(timeout=180_000)
     page.get_by_role("button", name=f"Search {dataset} and map its embeddings").click()
     page.get_by_text("Who is this?").wait_for(timeout=180_000)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.config import use_workspace
+from tests.browser import choose, settle
 from tests.conftest import PAGE_WORKSPACE, shared_dataset
 
 pytestmark = pytest.mark.browser
@@ -29,24 +30,6 @@ def server_with_run(live_app: tuple[str, Path]) -> str:
         pipeline = Pipeline(DETECTORS.get("dlib-hog"), BACKBONES.get("dlib-resnet"))
         train_on_dataset(dataset, pipeline, TrainConfig(head="centroid"))
     return url
-
-
-SETTLED = """() => !document.querySelector('[data-testid=stStatusWidget]')
-    && !document.querySelector('[data-testid=stSkeleton]')
-    && [...document.querySelectorAll('[data-testid=stImage] img, [data-testid=stImageContainer] img')]
-        .every(img => img.complete && img.naturalWidth > 0)"""
-
-
-def settle(page) -> None:  # noqa: ANN001 - a Playwright page
-    """Wait until the script has finished its rerun and every image has loaded (before clicking or a screenshot)."""
-    page.wait_for_timeout(500)
-    page.wait_for_function(SETTLED, timeout=60_000)
-
-
-def choose(page, label: str, option: str) -> None:  # noqa: ANN001
-    settle(page)
-    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 def test_predict_page_gallery_filter_and_detail(page, server_with_run: str, artifacts_dir: Path) -> None:

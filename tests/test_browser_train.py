@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import CHARTS, choose, drawn
 from tests.conftest import small_dataset
 
 pytestmark = pytest.mark.browser
-
-CHARTS = "[data-testid=stPlotlyChart] .main-svg"
 DATASET = "three_celebrities"
 
 
@@ -29,18 +28,12 @@ def exposed_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shelf
 
 
-def choose(page, label: str, option: str) -> None:
-    """Open the select box called ``label`` and click ``option``."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=False).first.click()
-
-
 def open_three_celebrities(page, live_app) -> None:
     """The Train page on the three people with dlib's HOG detector (fast on a CPU)."""
     url, _ = live_app
     page.goto(f"{url}/train")
     page.get_by_role("heading", name="Train").first.wait_for(timeout=60_000)
-    choose(page, "Dataset", DATASET)
+    choose(page, "Dataset", DATASET, exact=False)
     choose(page, "Face detector", "dlib HOG")
 
 
@@ -48,7 +41,7 @@ def results_and_savedmodel(page, screenshot: Path) -> None:
     """No traceback, a screenshot of the whole results, and the run's SavedModel downloads as a zip with a graph."""
     assert "Traceback" not in page.content()
     page.set_viewport_size({"width": 1400, "height": 4200})
-    page.wait_for_timeout(2000)
+    drawn(page)
     page.screenshot(path=str(screenshot))
     with page.expect_download(timeout=180_000) as download:
         page.get_by_role("button", name="Download SavedModel (zip)").click()

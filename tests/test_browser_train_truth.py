@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import choose, go_to, screenshot, settle
 from tests.conftest import small_dataset
-from tests.test_browser_journey import go_to, screenshot, settle
-from tests.test_browser_train import choose
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -46,7 +45,7 @@ def exposed_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def open_train(page, url: str) -> None:  # noqa: ANN001 - a Playwright page
     page.goto(f"{url}/train")
     page.get_by_role("heading", name="Train").first.wait_for(timeout=60_000)
-    choose(page, "Dataset", DATASET)
+    choose(page, "Dataset", DATASET, exact=False)
     choose(page, "Face detector", "dlib HOG")
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import MODEL_WAIT, screenshot, settle
 from tests.conftest import image_bytes, noise_image
-from tests.test_browser_journey import MODEL_WAIT, screenshot, settle
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api").expect

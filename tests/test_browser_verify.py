@@ -6,24 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_dataset, wait_for_charts
+from tests.browser import MODEL_WAIT, expect, screenshot, wait_for_charts
+from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.browser
-expect = pytest.importorskip("playwright.sync_api").expect
-
-MODEL_WAIT = 180_000  # ms: the first photo loads MTCNN (TensorFlow) and dlib on a busy 2-core machine
-
 
 def photo(person: str, index: int) -> str:
     return str(sorted((shared_dataset("five_celebrity_faces") / "train" / person).iterdir())[index])
-
-
-def screenshot(page, path: Path) -> None:
-    """The whole page: Streamlit scrolls inside its own container, so grow the window to the content first."""
-    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": max(1000, int(height) + 100)})
-    page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def test_same_person_then_different_people(page, live_app, artifacts_dir: Path) -> None:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import shared_dataset, wait_for_charts
-from tests.test_browser_journey import screenshot, settle
+from tests.browser import screenshot, settle, wait_for_charts
+from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.browser
 

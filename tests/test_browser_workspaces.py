@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from core.config import datasets_dir, new_workspace_id, use_workspace
-from tests.conftest import shared_dataset, workspace_of
-from tests.test_browser_journey import MODEL_WAIT, choose, go_to, screenshot, settle
+from tests.browser import MODEL_WAIT, choose, go_to, screenshot, settle, workspace_of
+from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api").expect
