@@ -110,6 +110,9 @@ class DlibResNet(Backbone):
         self.num_jitters = int(num_jitters)
         self.flip_average = bool(flip_average)
         self.engine = engine
+        # What describes: ``engine``, or what "auto" stands for here (decided once: it is asked on every batch).
+        self._engine = engine if engine != "auto" else (
+            "onnx" if not self.num_jitters and importlib.util.find_spec("onnxruntime") is not None else "dlib")
         self._path = model_path()
         self._weights_id = weight_files.sha256_of(self._path)[:16]
         self._model: Any = None  # in-process copy, loaded only when there are no worker processes
@@ -117,13 +120,6 @@ class DlibResNet(Backbone):
         self._warmed = False  # the ONNX session was asked for ahead of time (once is enough: it stays open)
         if self._engine == "dlib":
             _dlib_pool.pool_for(self._job)  # start the workers now: they load the model while the app goes on
-
-    @property
-    def _engine(self) -> str:
-        """The engine that describes: ``engine``, or what "auto" stands for here."""
-        if self.engine != "auto":
-            return self.engine
-        return "onnx" if not self.num_jitters and importlib.util.find_spec("onnxruntime") is not None else "dlib"
 
     def warm(self, faces: int) -> None:
         """Start what describing will use while the detector works: dlib's workers, or the ONNX session (the first
