@@ -99,8 +99,9 @@ def app_url(server_with_run: str, browser) -> str:  # noqa: ANN001, F811 - Playw
 
 
 def pick(page, label: re.Pattern, option: re.Pattern) -> None:  # noqa: ANN001
-    """Choose ``option`` in the box ``label`` from the keyboard (choose() clicks the middle of the box and its label,
-    which a two-line label takes), again if a rerun redrew the box and closed its list."""
+    """Choose by patterns, from the keyboard: the box whose name matches ``label``, the option matching ``option``
+    (the shared dataset, whatever folder offers it; choose() takes texts). Again if a rerun redrew the box and
+    closed its list."""
     for attempt in range(3):
         settle(page, timeout=MODEL_WAIT)  # a click on a box being redrawn is lost
         page.get_by_role("combobox", name=label).press("ArrowDown")  # opens the list without a click to aim
