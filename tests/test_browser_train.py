@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHARTS, choose, drawn
+from tests.browser import CHARTS, choose, screenshot
 from tests.conftest import small_dataset
 
 pytestmark = pytest.mark.browser
@@ -37,12 +37,10 @@ def open_three_celebrities(page, live_app) -> None:
     choose(page, "Face detector", "dlib HOG")
 
 
-def results_and_savedmodel(page, screenshot: Path) -> None:
+def results_and_savedmodel(page, path: Path) -> None:
     """No traceback, a screenshot of the whole results, and the run's SavedModel downloads as a zip with a graph."""
     assert "Traceback" not in page.content()
-    page.set_viewport_size({"width": 1400, "height": 4200})
-    drawn(page)
-    page.screenshot(path=str(screenshot))
+    screenshot(page, path)
     with page.expect_download(timeout=180_000) as download:
         page.get_by_role("button", name="Download SavedModel (zip)").click()
     with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:

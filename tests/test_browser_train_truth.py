@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import choose, go_to, screenshot, settle
+from tests.browser import choose, expect, go_to, screenshot, settle
 from tests.conftest import small_dataset
 
 pytestmark = pytest.mark.browser
-expect = pytest.importorskip("playwright.sync_api").expect
 
 DATASET = "small_five"
 TIME_PARTS = r"Trained in (\d+ min )?[\d.]+ s: embedding (\d+ min )?[\d.]+ s, training (\d+ min )?[\d.]+ s"

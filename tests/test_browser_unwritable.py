@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import MODEL_WAIT, screenshot, settle
+from tests.browser import MODEL_WAIT, expect, screenshot, settle
 from tests.conftest import image_bytes, noise_image
 
 pytestmark = pytest.mark.browser
-expect = pytest.importorskip("playwright.sync_api").expect
 
 BANNER = "Nothing can be saved now: FaceLab's home folder is read-only; ask the server's owner."
 

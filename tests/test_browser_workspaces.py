@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 
 from core.config import datasets_dir, new_workspace_id, use_workspace
-from tests.browser import MODEL_WAIT, choose, go_to, screenshot, settle, workspace_of
+from tests.browser import MODEL_WAIT, choose, expect, go_to, screenshot, settle, workspace_of
 from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.browser
-expect = pytest.importorskip("playwright.sync_api").expect
 
 ADMIN_TOKEN = "owner-token-for-this-test"
 RUN_NAME = "alice centroid run"

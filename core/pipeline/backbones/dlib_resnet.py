@@ -110,7 +110,7 @@ class DlibResNet(Backbone):
         self.num_jitters = int(num_jitters)
         self.flip_average = bool(flip_average)
         self.engine = engine
-        # What describes: ``engine``, or what "auto" stands for here (decided once: it is asked on every batch).
+        # The engine that describes: ``engine``, or what "auto" stands for here (decided once, not on every batch).
         self._engine = engine if engine != "auto" else (
             "onnx" if not self.num_jitters and importlib.util.find_spec("onnxruntime") is not None else "dlib")
         self._path = model_path()
