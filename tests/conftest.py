@@ -86,6 +86,28 @@ def small_dataset(root: Path, per_person: int = 3) -> Path:
     return root
 
 
+# Files that share an expensive session fixture, scheduled on one worker (see pytest_xdist_make_scheduler): the
+# fine-tuned run (~15 s) is trained once, not once per worker.
+SAME_WORKER = {path: "finetuned_dlib_run" for path in (
+    "tests/test_finetune.py", "tests/test_finetuned_backbone.py", "tests/test_page_verify.py")}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (pytest.ini) with the files of SAME_WORKER as one file. (xdist's own ``loadgroup`` cannot
+    do it with pytest 9.2: the group it writes into a test's id no longer reaches the scheduler, and every test is
+    scheduled alone.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None  # another --dist asked for on the command line
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndGroups(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SAME_WORKER.get(path, path)
+
+    return FilesAndGroups(config, log)
+
+
 @dataclass(frozen=True)
 class FinetunedRun:
     """A real fine-tuned dlib-resnet run, saved in a FaceLab home of its own (see :func:`finetuned_dlib_run`)."""
@@ -171,7 +193,10 @@ def noise_image(height: int = 64, width: int = 48, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's headless build of chromium (the same engine without the browser's own windows and tabs, about half the
+# browser-process CPU here); the full browser where only it is installed.
+CHROMIUM = next((path for path in map(Path, ("/usr/bin/chromium-headless-shell", "/usr/bin/chromium"))
+                 if path.exists()), Path("/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -237,10 +262,11 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, exposed_datasets: Path):
 
 @pytest.fixture(scope="session")
 def browser():
-    """Debian's chromium driven by Playwright (never a downloaded browser): one per test process, each test in
-    contexts of its own (starting a browser and its driver costs ~1.1 CPU-seconds here)."""
+    """Debian's chromium driven by Playwright (never a downloaded browser): one per test process (starting a browser
+    and its driver costs ~1.1 CPU-seconds here). Tests of one user take its one :class:`Tab`; tests of several
+    users open a context for each."""
     if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium-headless-shell)")
     playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as p:
         instance = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
@@ -248,16 +274,64 @@ def browser():
         instance.close()
 
 
+def is_loopback(url: str) -> bool:
+    """Whether a request stays on this machine (the live server, or data the page made itself)."""
+    return url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+
+
+def recording_foreign_hosts(page):  # noqa: ANN001, ANN201 - a Playwright page
+    """``page``, noting in ``page.foreign_requests`` every request that would leave the machine."""
+    page.foreign_requests = []
+    page.on("request", lambda r: None if is_loopback(r.url) else page.foreign_requests.append(r.url))
+    return page
+
+
+class Tab:
+    """One browser tab per test process, for the tests that play one user. Each test opens its own Streamlit
+    session in it (a page load is a new session, and the workspace is in the URL), but the tab's renderer process
+    stays, with Streamlit's and plotly's scripts compiled: a fresh context compiles them again, about 3 CPU-seconds
+    a page load here (BENCHMARKS.md)."""
+
+    def __init__(self, browser) -> None:  # noqa: ANN001 - Playwright's browser
+        self.browser, self.page = browser, None
+
+    def take(self):  # noqa: ANN201 - a Playwright page
+        """The tab, at desktop size, without cookies and with no foreign request on record. Cookies do not tell
+        ports apart: Streamlit's XSRF cookie from the previous test's server made the next server refuse uploads."""
+        if self.page is None:
+            self.page = recording_foreign_hosts(self.browser.new_context().new_page())
+        self.page.context.clear_cookies()
+        self.page.set_viewport_size({"width": 1400, "height": 1000})
+        self.page.foreign_requests.clear()
+        return self.page
+
+    def give_back(self) -> None:
+        """Leave the tab blank, which ends the test's Streamlit session as closing its window would; a tab that
+        cannot (its renderer crashed or hangs after a failure) is closed, and the next test gets a new one."""
+        try:
+            self.page.goto("about:blank", timeout=10_000)
+        except Exception:  # noqa: BLE001 - whatever broke the tab, the next test must not inherit it
+            self.close()
+
+    def close(self) -> None:
+        if self.page is not None:
+            self.page.context.close()
+            self.page = None
+
+
+@pytest.fixture(scope="session")
+def tab(browser) -> Iterator[Tab]:  # noqa: ANN001
+    """The test process's one reused tab (see :class:`Tab`)."""
+    reused = Tab(browser)
+    yield reused
+    reused.close()
+
+
 @pytest.fixture
-def page(browser, live_app):
-    """A fresh browser context (its own Streamlit session) that records every host it contacts."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.foreign_requests = []  # type: ignore[attr-defined]
-    page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
-            else page.foreign_requests.append(r.url))
-    yield page
-    context.close()
+def page(tab: Tab, live_app):  # noqa: ANN001, ANN201
+    """The process's tab for this test; left blank afterwards."""
+    yield tab.take()
+    tab.give_back()
 
 
 def displayed(markdown: str) -> str:

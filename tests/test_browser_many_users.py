@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.browser import MODEL_WAIT, PHOTOS, PlaywrightTimeout, choose, expect, metric, settle, type_into, workspace_of
-from tests.conftest import SHARED_DATASETS, shared_dataset
+from tests.conftest import SHARED_DATASETS, recording_foreign_hosts, shared_dataset
 
 pytestmark = pytest.mark.browser
 
@@ -30,10 +30,6 @@ EPOCHS = 5000  # the form's maximum, with batches of one photo: training outlast
 VERIFY_S = 120  # the same, for two uploads on the Verify page (models already loaded by the first verifier)
 VERDICTS = ("Same person", "Different people")
 FIVE = f"five_celebrity_faces ({SHARED_DATASETS.resolve()})"  # how the pickers label the shared dataset
-
-
-def is_loopback(url: str) -> bool:
-    return url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
 
 
 @dataclass
@@ -57,9 +53,7 @@ def open_session(browser, live_app) -> Iterator[Callable[[str], Any]]:  # noqa: 
     def open_(path: str) -> Any:
         context = browser.new_context(viewport={"width": 1400, "height": 1400})
         contexts.append(context)
-        page = context.new_page()
-        page.foreign_requests = []
-        page.on("request", lambda r: None if is_loopback(r.url) else page.foreign_requests.append(r.url))
+        page = recording_foreign_hosts(context.new_page())
         page.goto(f"{url}/{path}")
         page.get_by_role("heading", name=path.capitalize()).first.wait_for(timeout=MODEL_WAIT)
         return page
